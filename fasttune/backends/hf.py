@@ -1,0 +1,57 @@
+"""The transformers + peft backend: the fallback when Unsloth is missing, and the path to several
+GPUs (launch with `accelerate launch -m fasttune.cli run ...` for DDP; each process puts the model
+on its own LOCAL_RANK device). 4-bit QLoRA through bitsandbytes when CUDA is present.
+"""
+
+from __future__ import annotations
+
+import os
+
+NAME = "hf"
+
+
+def load(model_cfg, path: str, max_seq_length: int, gradient_checkpointing: bool, seed: int):
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    cuda = torch.cuda.is_available()
+    if model_cfg.dtype != "auto":
+        dtype = getattr(torch, model_cfg.dtype)
+    elif cuda:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    else:
+        dtype = torch.float32  # CPU: bf16 is emulated (slow) on most CPUs, fp16 matmuls are worse
+    kwargs = {"dtype": dtype}
+    if cuda:
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+        if model_cfg.load_in_4bit:
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=dtype,
+            )
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(path, model_max_length=max_seq_length)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if "quantization_config" in kwargs:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    elif gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    model.config.use_cache = False
+    lora = model_cfg.lora
+    torch.manual_seed(seed)
+    config = LoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules), bias="none", task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config), tokenizer
+
+
+def for_inference(model) -> None:
+    model.eval()
+
+
+def for_training(model) -> None:
+    model.train()

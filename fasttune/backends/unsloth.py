@@ -1,0 +1,64 @@
+"""The Unsloth backend: FastLanguageModel loading (4-bit QLoRA on CUDA) and LoRA with Unsloth's
+gradient checkpointing. The only module that imports `unsloth`.
+
+Unsloth patches transformers, TRL and peft when it is imported, so it has to come before them;
+`try_import` is called by `backends.choose` before anything else loads a model. On a machine
+without a GPU, Unsloth 2026.10.9 runs its CPU fallback (stock transformers + peft + TRL, with its
+own dtype choice, chunked cross-entropy and optimizer defaults; packing off).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+NAME = "unsloth"
+
+
+def try_import() -> str | None:
+    """Import unsloth; return None on success or the reason it failed."""
+    from fasttune.backends import heavy_modules_loaded
+
+    late = heavy_modules_loaded()
+    if late:
+        warnings.warn(f"{', '.join(late)} imported before unsloth: Unsloth's patches may not apply", stacklevel=2)
+    try:
+        import unsloth  # noqa: F401
+    except Exception as error:  # ImportError, or Unsloth's own "You need a GPU" NotImplementedError
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def load(model_cfg, path: str, max_seq_length: int, gradient_checkpointing: bool, seed: int):
+    import torch
+    from unsloth import FastLanguageModel
+
+    # 4-bit only on CUDA: on CPU bitsandbytes 4-bit trains at half fp32's speed and cannot be merged.
+    load_in_4bit = model_cfg.load_in_4bit and torch.cuda.is_available()
+    dtype = None if model_cfg.dtype == "auto" else getattr(torch, model_cfg.dtype)
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=path, max_seq_length=max_seq_length, dtype=dtype, load_in_4bit=load_in_4bit,
+    )
+    lora = model_cfg.lora
+    model = FastLanguageModel.get_peft_model(
+        model,
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        bias="none",
+        use_gradient_checkpointing="unsloth" if gradient_checkpointing else False,
+        random_state=seed,
+    )
+    return model, tokenizer
+
+
+def for_inference(model) -> None:
+    from unsloth import FastLanguageModel
+
+    FastLanguageModel.for_inference(model)
+
+
+def for_training(model) -> None:
+    from unsloth import FastLanguageModel
+
+    FastLanguageModel.for_training(model)

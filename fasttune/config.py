@@ -1,0 +1,143 @@
+"""The typed sections of a recipe: Model, LoRA, Data, Train, Log, Export.
+
+Each field's docstring (the string literal under it) is what `fasttune run RECIPE --help`
+prints, so keep it short and say what the value does. `__post_init__` rejects values that
+could only fail later, after minutes of model loading.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+class ConfigError(ValueError):
+    """A recipe or override value that cannot work."""
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass
+class LoRA:
+    r: int = 16
+    """LoRA rank: the width of the low-rank update. 8-64 is usual."""
+    alpha: int = 16
+    """LoRA scaling numerator; the update is scaled by alpha / r."""
+    dropout: float = 0.0
+    """Dropout on the LoRA input. 0 is fastest (and what Unsloth optimises for)."""
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    """Linear layers that get LoRA adapters (all attention and MLP projections by default)."""
+
+    def __post_init__(self):
+        _check(self.r > 0, f"lora.r must be positive, got {self.r}")
+        _check(self.alpha > 0, f"lora.alpha must be positive, got {self.alpha}")
+        _check(0.0 <= self.dropout < 1.0, f"lora.dropout must be in [0, 1), got {self.dropout}")
+        _check(bool(self.target_modules), "lora.target_modules must name at least one module")
+
+
+@dataclass
+class Model:
+    name: str = "smollm2-135m-instruct"
+    """A Hugging Face hub id, a local model folder, a .gguf file, or 'smollm2-135m-instruct' (embedded, offline)."""
+    backend: Literal["auto", "unsloth", "hf"] = "auto"
+    """'unsloth' (FastLanguageModel), 'hf' (transformers + peft), or 'auto': Unsloth when it imports."""
+    load_in_4bit: bool = True
+    """QLoRA: load the frozen base in 4-bit (bitsandbytes). Applies on CUDA; on CPU the base loads in 16/32-bit."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Weight dtype. 'auto': bfloat16 on GPUs that have it, float16 on older GPUs, the backend's choice on CPU."""
+    lora: LoRA = field(default_factory=LoRA)
+
+
+@dataclass
+class Data:
+    path: str = ""
+    """Training data: a .jsonl/.json/.csv/.parquet file or a hub dataset id."""
+    eval: float | str = 0.1
+    """Held-out data: a fraction of `path` (0 to 0.5) or a file of its own."""
+    split: str = "train"
+    """Split to read when `path` is a hub dataset id."""
+    max_seq_length: int = 512
+    """Longest example in tokens; longer ones are truncated (and counted)."""
+
+    def __post_init__(self):
+        _check(bool(self.path), "data.path is required: a data file or a hub dataset id")
+        if isinstance(self.eval, float | int) and not isinstance(self.eval, bool):
+            _check(0.0 <= self.eval <= 0.5, f"data.eval as a fraction must be in [0, 0.5], got {self.eval}")
+        _check(self.max_seq_length >= 16, f"data.max_seq_length must be at least 16, got {self.max_seq_length}")
+
+
+@dataclass
+class Train:
+    max_steps: int = -1
+    """Optimizer steps to run; -1 trains for `epochs` instead."""
+    epochs: float = 1.0
+    """Passes over the training data (used when max_steps is -1)."""
+    batch_size: int = 4
+    """Examples per device per step."""
+    grad_accum: int = 1
+    """Gradient accumulation steps; the effective batch is batch_size * grad_accum."""
+    lr: float = 2e-4
+    """Peak learning rate."""
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    """Learning-rate schedule after warmup."""
+    warmup_ratio: float = 0.05
+    """Fraction of the steps spent warming the learning rate up from 0."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    seed: int = 3407
+    """Seed for LoRA init, data shuffling and the eval split."""
+    save_steps: int = 0
+    """Write a checkpoint every N steps into checkpoints/ (0: only the final adapter)."""
+    eval_steps: int = 0
+    """Evaluate every N steps (0: only before and after training)."""
+    gradient_checkpointing: bool = True
+    """Recompute activations in the backward pass: less memory, ~10% slower ('unsloth' mode on Unsloth)."""
+    packing: Literal["auto", "on", "off"] = "auto"
+    """Pack short examples into full rows, attention kept apart. 'auto': on with a GPU; on CPU length-grouped batches."""
+
+    def __post_init__(self):
+        _check(self.max_steps == -1 or self.max_steps > 0, f"train.max_steps must be -1 or positive, got {self.max_steps}")
+        _check(self.epochs > 0, f"train.epochs must be positive, got {self.epochs}")
+        _check(self.batch_size > 0, f"train.batch_size must be positive, got {self.batch_size}")
+        _check(self.grad_accum > 0, f"train.grad_accum must be positive, got {self.grad_accum}")
+        _check(self.lr > 0, f"train.lr must be positive, got {self.lr}")
+        _check(0.0 <= self.warmup_ratio < 1.0, f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        _check(self.save_steps >= 0, f"train.save_steps must be >= 0, got {self.save_steps}")
+        _check(self.eval_steps >= 0, f"train.eval_steps must be >= 0, got {self.eval_steps}")
+
+
+@dataclass
+class Log:
+    report_to: list[str] = field(default_factory=lambda: ["wandb"])
+    """Trackers: ['wandb'] or []. W&B runs offline when there is no API key or no network."""
+    project: str = "fasttune"
+    """W&B project name."""
+    runs_dir: str = "runs"
+    """Folder that holds one run folder per run."""
+    logging_steps: int = 1
+    """Log loss and throughput every N steps."""
+    samples: int = 4
+    """Held-out prompts answered before and after training, written to samples.md."""
+    sample_tokens: int = 48
+    """Longest sample answer, in tokens."""
+
+    def __post_init__(self):
+        unknown = sorted(set(self.report_to) - {"wandb"})
+        _check(not unknown, f"log.report_to knows only 'wandb', got {unknown}")
+        _check(self.logging_steps > 0, f"log.logging_steps must be positive, got {self.logging_steps}")
+        _check(self.samples >= 0, f"log.samples must be >= 0, got {self.samples}")
+
+
+@dataclass
+class Export:
+    formats: list[str] = field(default_factory=lambda: ["adapter"])
+    """What to write at the end of the run: 'adapter' (LoRA weights, always written)."""
+
+    def __post_init__(self):
+        unknown = sorted(set(self.formats) - {"adapter"})
+        _check(not unknown, f"export.formats knows only 'adapter' so far, got {unknown}")

@@ -1,0 +1,1 @@
+"""Loading and validating training data (no model, no torch)."""

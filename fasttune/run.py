@@ -1,0 +1,165 @@
+"""`fasttune run`: one recipe, top to bottom.
+
+    check data -> pick backend (Unsloth first) -> run folder -> model -> tokenize
+    -> eval + samples before -> train -> eval + samples after -> save adapter -> finished
+
+Everything that can be wrong with the data is found before a model loads and before the run
+folder exists; anything that fails after that marks the folder 'failed'.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from pathlib import Path
+
+from rich.console import Console
+
+from fasttune import backends, models
+from fasttune.data.load import load_rows, split_rows
+from fasttune.data.prepare import tokenize_rows
+from fasttune.data.validate import DataError, Problem, check_rows
+from fasttune.recipe import Recipe
+from fasttune.run_folder import RunFolder, write_json
+from fasttune.tracking import make_callback, plot_loss, setup_wandb, wandb_offline_dirs
+
+
+def load_data(recipe: Recipe) -> tuple[list, list]:
+    """Validated (train, eval) rows. Raises DataError naming file, line and field."""
+    data, task = recipe.data, recipe.task
+    rows = load_rows(data.path, data.split)
+    check_rows(rows, task.check_row)
+    if isinstance(data.eval, str):
+        eval_rows = load_rows(data.eval)
+        check_rows(eval_rows, task.check_row)
+        return rows, eval_rows
+    return split_rows(rows, float(data.eval), recipe.train.seed)
+
+
+def run(recipe: Recipe, console: Console | None = None) -> Path:
+    console = console or Console(soft_wrap=True)  # paths stay whole, copy-pastable
+    say = console.print
+    quiet_libraries()
+    started = time.perf_counter()
+
+    # 1. Data, checked in full before anything heavy happens.
+    train_rows, eval_rows = load_data(recipe)
+    say(f"Data: {len(train_rows)} train rows, {len(eval_rows)} eval rows ({recipe.task.name})")
+
+    # 2. Backend: Unsloth is imported here, before transformers/trl/peft.
+    backend, why = backends.choose(recipe.model.backend)
+    say(f"Backend: {why}")
+
+    # 3. The run folder, marked 'running' until the very end.
+    run = RunFolder.create(recipe.log.runs_dir, recipe.name)
+    write_json(run.path / "config.json", recipe.to_dict())
+    run.status("running", backend=backend.NAME)
+    say(f"Run folder: {run.path}")
+    try:
+        summary = _train(recipe, backend, run, train_rows, eval_rows, say, console)
+        summary["wall_time_s"] = round(time.perf_counter() - started, 1)
+        write_json(run.path / "eval.json", summary)
+        run.status("finished", backend=backend.NAME)
+    except BaseException as error:
+        run.fail(error)
+        raise
+    say(f"[bold green]Finished[/] in {summary['wall_time_s']:.0f} s. "
+        f"Eval loss {summary['eval_loss_before']} -> {summary['eval_loss_after']}. Run folder: {run.path}")
+    return run.path
+
+
+def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, say, console) -> dict:
+    task, data, train = recipe.task, recipe.data, recipe.train
+
+    # 4. Model + LoRA.
+    path = models.resolve(recipe.model.name, say)
+    model, tokenizer = backend.load(recipe.model, path, data.max_seq_length, train.gradient_checkpointing, train.seed)
+    from fasttune.chat_template import ensure_chat_template
+
+    say(f"Model: {recipe.model.name} ({path}), chat template: {ensure_chat_template(tokenizer)}")
+
+    # 5. Tokenize with loss masks; report what truncation cut.
+    train_ds, train_stats = tokenize_rows(task, train_rows, tokenizer, data.max_seq_length)
+    eval_ds, eval_stats = tokenize_rows(task, eval_rows, tokenizer, data.max_seq_length)
+    say(train_stats.summary("train", data.max_seq_length))
+    say(eval_stats.summary("eval", data.max_seq_length))
+    if train_stats.rows == 0:
+        raise DataError([Problem(data.path, "", "no row has a trained token left after truncation; raise data.max_seq_length")])
+
+    # 6. Trainer, trackers.
+    wandb_mode = setup_wandb(run.path, run.name, recipe.log.project) if "wandb" in recipe.log.report_to else None
+    from fasttune.trainer import build_sft_trainer
+
+    callback = make_callback(run.path / "metrics.jsonl", console)
+    trainer = build_sft_trainer(recipe, model, tokenizer, train_ds, eval_ds, run.path, run.name, [callback])
+
+    # 7. Before training: eval loss and sample answers.
+    from fasttune.samples import write_samples
+
+    samples = [task.sample(r.data) for r in eval_rows[: recipe.log.samples]]
+    prompts, references = [s[0] for s in samples], [s[1] for s in samples]
+    before_loss = _eval_loss(trainer, eval_ds)
+    before = _answers(backend, model, tokenizer, prompts, recipe.log.sample_tokens)
+
+    # 8. Train.
+    say(f"Training: {trainer.args.max_steps if trainer.args.max_steps > 0 else f'{train.epochs} epochs of'} steps, "
+        f"batch {train.batch_size} x {train.grad_accum}, lr {train.lr}")
+    result = trainer.train()
+
+    # 9. After: eval loss, samples, adapter, plot.
+    after_loss = _eval_loss(trainer, eval_ds)
+    after = _answers(backend, model, tokenizer, prompts, recipe.log.sample_tokens)
+    write_samples(run.path / "samples.md", prompts, references, before, after)
+    model.save_pretrained(run.path / "adapter")
+    tokenizer.save_pretrained(run.path / "adapter")
+    plot_loss(run.path / "metrics.jsonl", run.path / "loss.png")
+    if wandb_mode == "offline":
+        for folder in wandb_offline_dirs(run.path):
+            say(f"W&B ran offline; upload later with: wandb sync {folder}")
+
+    metrics = result.metrics
+    return {
+        "task": task.name,
+        "backend": backend.NAME,
+        "eval_loss_before": before_loss,
+        "eval_loss_after": after_loss,
+        "train_loss": round(metrics.get("train_loss", float("nan")), 4),
+        "steps": trainer.state.global_step,
+        "train_runtime_s": round(metrics.get("train_runtime", 0.0), 1),
+        "train_tokens": trainer.state.num_input_tokens_seen or _logged_tokens(run.path),
+        "data": {"train": train_stats.to_dict(), "eval": eval_stats.to_dict()},
+    }
+
+
+def quiet_libraries() -> None:
+    """Drop library chatter that says nothing to a user: deprecation FutureWarnings raised inside
+    transformers/Unsloth, and datasets' bars for sub-second steps fasttune summarises itself."""
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+
+
+def _eval_loss(trainer, eval_ds) -> float | None:
+    if eval_ds is None or len(eval_ds) == 0:
+        return None
+    return round(trainer.evaluate()["eval_loss"], 4)
+
+
+def _answers(backend, model, tokenizer, prompts, max_new_tokens) -> list[str]:
+    from fasttune.samples import generate
+
+    if not prompts:
+        return []
+    backend.for_inference(model)
+    try:
+        return generate(model, tokenizer, prompts, max_new_tokens)
+    finally:
+        backend.for_training(model)
+
+
+def _logged_tokens(run_dir: Path) -> int:
+    from fasttune.tracking import read_metrics
+
+    counts = [r["num_tokens"] for r in read_metrics(run_dir / "metrics.jsonl") if "num_tokens" in r]
+    return int(max(counts)) if counts else 0
+

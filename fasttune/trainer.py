@@ -1,0 +1,78 @@
+"""Build TRL's SFTTrainer from a recipe: the one place recipe fields become SFTConfig arguments.
+
+The datasets arrive already tokenized (input_ids + labels with -100 on untrained tokens), so TRL
+skips its own templating and masking and only truncates, packs and collates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def use_packing(setting: str) -> bool:
+    """'auto' packs on a GPU only: on CPU, attention over long packed rows costs more than padding
+    saves (measured ~65 vs ~85 tokens/s), and Unsloth's CPU path turns packing off anyway."""
+    if setting != "auto":
+        return setting == "on"
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def mixed_precision(model) -> dict:
+    """bf16/fp16 autocast flags matching the weights: bf16 where the GPU has it, else fp16; on CPU
+    only when the backend loaded bfloat16 weights (Unsloth does on CPUs with native bf16)."""
+    import torch
+
+    if torch.cuda.is_available():
+        bf16 = torch.cuda.is_bf16_supported()
+        return {"bf16": bf16, "fp16": not bf16}
+    return {"bf16": model.get_input_embeddings().weight.dtype == torch.bfloat16, "fp16": False}
+
+
+def build_sft_trainer(recipe, model, tokenizer, train_ds, eval_ds, run_dir: Path, run_name: str, callbacks: list):
+    from transformers import PrinterCallback
+    from trl import SFTConfig, SFTTrainer  # after unsloth (backends.choose ran first)
+
+    train, log = recipe.train, recipe.log
+    packing = use_packing(train.packing)
+    has_eval = eval_ds is not None and len(eval_ds) > 0
+    args = SFTConfig(
+        output_dir=str(run_dir / "checkpoints"),
+        run_name=run_name,
+        max_steps=train.max_steps,
+        num_train_epochs=train.epochs,
+        per_device_train_batch_size=train.batch_size,
+        per_device_eval_batch_size=train.batch_size,
+        gradient_accumulation_steps=train.grad_accum,
+        learning_rate=train.lr,
+        lr_scheduler_type=train.lr_scheduler,
+        warmup_steps=train.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        weight_decay=train.weight_decay,
+        seed=train.seed,
+        logging_steps=log.logging_steps,
+        save_strategy="steps" if train.save_steps else "no",
+        save_steps=train.save_steps or 500,
+        save_total_limit=2,
+        eval_strategy="steps" if train.eval_steps and has_eval else "no",
+        eval_steps=train.eval_steps or None,
+        max_length=recipe.data.max_seq_length,
+        packing=packing,
+        padding_free=packing,
+        # Without packing, batch examples of similar length so little compute goes to padding.
+        train_sampling_strategy="random" if packing else "group_by_length",
+        report_to=list(log.report_to) or "none",
+        disable_tqdm=True,  # fasttune draws its own progress bar
+        dataloader_pin_memory=False,
+        **mixed_precision(model),
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds if has_eval else None,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+    trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; our callback shows them
+    return trainer
