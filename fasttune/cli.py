@@ -26,6 +26,8 @@ Override any field as section.field=value, e.g. `train.lr=1e-4 model.lora.r=32 t
 @click.version_option(package_name="fasttune")
 def main():
     """Fine-tune LLMs fast: Unsloth on one GPU, transformers + peft elsewhere."""
+    if hasattr(sys.stdout, "reconfigure"):  # progress lines reach CI logs and pipes as they happen
+        sys.stdout.reconfigure(line_buffering=True)
 
 
 @main.command(help=RUN_HELP, add_help_option=False, context_settings={"ignore_unknown_options": True})

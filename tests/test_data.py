@@ -1,0 +1,98 @@
+"""Data loading and validation: every error names the file, the line and the field, the command
+exits non-zero, and no run folder is created."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from fasttune.cli import main
+from fasttune.data.load import load_rows, split_rows
+from fasttune.data.validate import DataError, check_rows
+from fasttune.tasks import ChatSFT
+
+GOOD = {"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Ahoy! Hi. Arr!"}]}
+
+
+def write_jsonl(path, lines):
+    path.write_text("\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines) + "\n")
+    return path
+
+
+BAD_ROWS = {
+    "missing column": ({"text": "hello"}, "field_line:3: messages: missing (this row has: text)"),
+    "no assistant": ({"messages": [{"role": "user", "content": "Hi?"}]},
+                     "field_line:3: messages: no assistant message"),
+    "unknown role": ({"messages": [{"role": "user", "content": "Hi?"}, {"role": "pirate", "content": "Arr"},
+                                   {"role": "assistant", "content": "Ahoy!"}]},
+                     "field_line:3: messages[1].role: unknown role 'pirate'"),
+    "malformed json": ('{"messages": [{"role": "user", "content": "Hi?"}', "field_line:3: not valid JSON"),
+    "content not a string": ({"messages": [{"role": "user", "content": 42}, {"role": "assistant", "content": "x"}]},
+                             "field_line:3: messages[0].content: must be a string, got int"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ROWS))
+def test_bad_row_is_named_by_file_line_and_field(case, tmp_path, write_recipe):
+    bad, expected = BAD_ROWS[case]
+    data = write_jsonl(tmp_path / "chat.jsonl", [GOOD, GOOD, bad, GOOD, GOOD])
+    recipe = write_recipe(str(data))
+    result = CliRunner().invoke(main, ["run", str(recipe)])
+    assert result.exit_code == 2, result.output
+    assert expected.replace("field_line", str(data)) in result.output
+    assert not (tmp_path / "runs").exists(), "a run folder was created for bad data"
+
+
+def test_all_problems_are_listed_at_once(tmp_path):
+    data = write_jsonl(tmp_path / "chat.jsonl", [GOOD, {"text": "a"}, GOOD, {"messages": []}])
+    with pytest.raises(DataError) as error:
+        check_rows(load_rows(str(data)), ChatSFT().check_row)
+    assert [p.where for p in error.value.problems] == [f"{data}:2", f"{data}:4"]
+
+
+def test_assistant_before_user_and_empty_answer(tmp_path):
+    row = {"messages": [{"role": "assistant", "content": "Hello"}, {"role": "user", "content": "Hi"},
+                        {"role": "assistant", "content": "  "}]}
+    problems = ChatSFT().check_row(row)
+    assert ("messages[0].role", "an assistant message comes before any user message") in problems
+    assert ("messages[2].content", "assistant message is empty") in problems
+
+
+def test_missing_file_and_unknown_type(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        load_rows(str(tmp_path / "nope.jsonl"))
+    (tmp_path / "data.txt").write_text("x")
+    with pytest.raises(DataError, match="unsupported file type '.txt'"):
+        load_rows(str(tmp_path / "data.txt"))
+
+
+def test_csv_rows_point_at_their_lines(tmp_path):
+    (tmp_path / "d.csv").write_text("text,label\nhello,a\n,b\n")
+    rows = load_rows(str(tmp_path / "d.csv"))
+    assert [r.where for r in rows] == [f"{tmp_path / 'd.csv'}:2", f"{tmp_path / 'd.csv'}:3"]
+    assert rows[0].data == {"text": "hello", "label": "a"}
+
+
+def test_json_array_file(tmp_path):
+    (tmp_path / "d.json").write_text(json.dumps([GOOD, GOOD]))
+    rows = load_rows(str(tmp_path / "d.json"))
+    check_rows(rows, ChatSFT().check_row)
+    assert rows[1].where.endswith("d.json record 1")
+
+
+def test_eval_split_is_reproducible_and_disjoint(tmp_path):
+    data = write_jsonl(tmp_path / "chat.jsonl", [{**GOOD, "id": i} for i in range(50)])
+    rows = load_rows(str(data))
+    train, held = split_rows(rows, 0.1, seed=1)
+    again, held_again = split_rows(rows, 0.1, seed=1)
+    assert len(held) == 5 and len(train) == 45
+    assert [r.data["id"] for r in held] == [r.data["id"] for r in held_again]
+    assert not {r.data["id"] for r in held} & {r.data["id"] for r in train}
+
+
+def test_empty_file_is_an_error(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(DataError, match="empty"):
+        check_rows(load_rows(str(tmp_path / "empty.jsonl")), ChatSFT().check_row)
