@@ -66,6 +66,18 @@ def resolve(name: str, progress=print) -> str:
     return name  # a hub id; the backend downloads it (HF_TOKEN for gated models)
 
 
+def load_failure(name: str, error: Exception) -> str:
+    """The message for a model that would not load: what was tried and how to get it."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return (
+        f"could not load model '{name}': {first}\n"
+        f"'{name}' is not a local folder or .gguf file, so it was looked up on the Hugging Face hub. "
+        "Check the id and the network (and HF_TOKEN for gated models), or download it where there is "
+        f"network (`hf download {name} --local-dir DIR`) and set model.name=DIR. "
+        f"'{EMBEDDED}' works offline."
+    )
+
+
 def convert_gguf(gguf: Path, slug: str, progress=print) -> Path:
     """Dequantize `gguf` into an HF folder (fp32 safetensors + tokenizer + chat template), once."""
     target = cache_dir() / "models" / slug

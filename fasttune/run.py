@@ -17,6 +17,7 @@ from pathlib import Path
 from rich.console import Console
 
 from fasttune import backends, models
+from fasttune.config import ConfigError
 from fasttune.data.load import load_rows, split_rows
 from fasttune.data.prepare import tokenize_rows
 from fasttune.data.validate import DataError, Problem, check_rows
@@ -74,7 +75,10 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, say, 
 
     # 4. Model + LoRA.
     path = models.resolve(recipe.model.name, say)
-    model, tokenizer = backend.load(recipe.model, path, data.max_seq_length, train.gradient_checkpointing, train.seed)
+    try:
+        model, tokenizer = backend.load(recipe.model, path, data.max_seq_length, train.gradient_checkpointing, train.seed)
+    except OSError as error:  # what from_pretrained raises for a missing or unreachable model
+        raise ConfigError(models.load_failure(recipe.model.name, error)) from error
     from fasttune.chat_template import ensure_chat_template
 
     say(f"Model: {recipe.model.name} ({path}), chat template: {ensure_chat_template(tokenizer)}")

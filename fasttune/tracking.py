@@ -124,11 +124,13 @@ def setup_wandb(run_dir: Path, run_name: str, project: str) -> str:
     Returns the mode: 'online', or 'offline' when there is no key or no network (or the user set
     WANDB_MODE). The key itself is never written anywhere by fasttune.
     """
+    if os.environ.get("WANDB_MODE") == "":
+        del os.environ["WANDB_MODE"]  # wandb rejects an empty mode
     os.environ.setdefault("WANDB_PROJECT", project)
     os.environ["WANDB_DIR"] = str(run_dir)
     os.environ["WANDB_NAME"] = run_name
     os.environ.setdefault("WANDB_SILENT", "true")
-    if "WANDB_MODE" not in os.environ and not (wandb_has_key() and wandb_reachable()):
+    if not os.environ.get("WANDB_MODE") and not (wandb_has_key() and wandb_reachable()):
         os.environ["WANDB_MODE"] = "offline"
     return os.environ.get("WANDB_MODE", "online")
 

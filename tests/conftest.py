@@ -46,8 +46,10 @@ def write_recipe(tmp_path):
 
 def run_cli(*args: str, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
     """`fasttune ARGS` in a fresh process (Unsloth must be imported before transformers, and a
-    pytest process has usually imported transformers already), from the repository root."""
+    pytest process has usually imported transformers already), from the repository root.
+    `env` values of None unset that variable."""
+    merged = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "fasttune.cli", *args], cwd=ROOT, capture_output=True, text=True,
-        timeout=timeout, env={**os.environ, **(env or {})},
+        timeout=timeout, env={k: v for k, v in merged.items() if v is not None},
     )

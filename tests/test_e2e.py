@@ -1,0 +1,104 @@
+"""End to end, once per backend: `fasttune run recipes/chat_sft.py` for a few steps on the embedded
+SmolLM2-135M, in a fresh process, then checks of what it left behind.
+
+fp32 weights on both backends, so the reloaded adapter can be checked to answer exactly as the
+trained model did (Unsloth's default on a bf16-capable CPU is bfloat16, where greedy near-ties
+may flip between runs)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import run_cli
+
+FAKE_KEY = "fasttune-test-key-0123456789abcdef0123"
+STEPS = 6
+
+
+@pytest.fixture(scope="module", params=["unsloth", "hf"])
+def finished_run(request, tmp_path_factory):
+    runs = tmp_path_factory.mktemp(f"runs-{request.param}")
+    result = run_cli(
+        "run", "recipes/chat_sft.py", f"model.backend={request.param}", "model.dtype=float32",
+        f"train.max_steps={STEPS}", f"log.runs_dir={runs}", "log.samples=2", "log.sample_tokens=16",
+        # A key with no reachable server: the run must go offline and never write the key down.
+        env={"WANDB_API_KEY": FAKE_KEY, "WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_MODE": None},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    [run_dir] = list(runs.iterdir())
+    return request.param, run_dir, result.stdout
+
+
+def test_run_folder_is_complete_and_finished(finished_run):
+    backend, run_dir, stdout = finished_run
+    for name in ("config.json", "metrics.jsonl", "loss.png", "eval.json", "samples.md", "status.json",
+                 "adapter/adapter_model.safetensors", "adapter/adapter_config.json", "adapter/chat_template.jinja"):
+        assert (run_dir / name).is_file(), name
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "finished"
+    assert json.loads((run_dir / "config.json").read_text())["model"]["backend"] == backend
+    assert json.loads((run_dir / "eval.json").read_text())["backend"] == backend
+    assert f"Run folder: {run_dir}" in stdout
+
+
+def test_loss_falls(finished_run):
+    _, run_dir, _ = finished_run
+    summary = json.loads((run_dir / "eval.json").read_text())
+    assert summary["steps"] == STEPS
+    assert summary["eval_loss_after"] < summary["eval_loss_before"] - 0.3, summary
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert len(losses) == STEPS
+    assert min(losses[-2:]) < losses[0], losses
+    assert all(r["tokens_per_second"] > 0 for r in records if "loss" in r)
+
+
+def test_lora_weights_changed(finished_run):
+    _, run_dir, _ = finished_run
+    weights = load_file(run_dir / "adapter" / "adapter_model.safetensors")
+    lora_b = {k: v for k, v in weights.items() if "lora_B" in k}
+    assert len(lora_b) == 30 * 7  # 30 layers x 7 projections
+    # LoRA initialises B to zero: every B that moved was trained.
+    assert all(v.abs().max() > 0 for v in lora_b.values())
+
+
+def test_adapter_reloads_on_the_base_model_and_answers_as_trained(finished_run):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from fasttune import models
+    from fasttune.samples import generate
+
+    _, run_dir, _ = finished_run
+    base_path = models.resolve(models.EMBEDDED)
+    tokenizer = AutoTokenizer.from_pretrained(run_dir / "adapter")
+    prompt = [[{"role": "user", "content": "What is the capital of France?"}]]
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32).eval()
+    base_answer = generate(base, tokenizer, prompt, 16)
+    model = PeftModel.from_pretrained(base, run_dir / "adapter").eval()
+    answer = generate(model, tokenizer, prompt, 16)
+    samples = (run_dir / "samples.md").read_text()
+    after = re.search(r"\*\*after:\*\* (.*)", samples).group(1)
+    assert answer[0] == after.strip()
+    assert answer != base_answer
+
+
+def test_samples_show_before_and_after(finished_run):
+    _, run_dir, _ = finished_run
+    samples = (run_dir / "samples.md").read_text()
+    assert samples.count("**before:**") == 2 and samples.count("**after:**") == 2
+    assert "What is the capital of France?" in samples
+
+
+def test_wandb_ran_offline_and_the_key_was_never_written(finished_run):
+    _, run_dir, stdout = finished_run
+    offline = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1 and any(offline[0].rglob("*.wandb"))
+    assert f"wandb sync {offline[0]}" in stdout
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert FAKE_KEY.encode() not in path.read_bytes(), path
