@@ -99,6 +99,8 @@ class Train:
     """Recompute activations in the backward pass: less memory, ~10% slower ('unsloth' mode on Unsloth)."""
     packing: Literal["auto", "on", "off"] = "auto"
     """Pack short examples into full rows, attention kept apart. 'auto': on with a GPU; on CPU length-grouped batches."""
+    resume: str = ""
+    """Continue from a checkpoint: a run folder (its latest checkpoint) or a checkpoint folder. '' starts fresh."""
 
     def __post_init__(self):
         _check(self.max_steps == -1 or self.max_steps > 0, f"train.max_steps must be -1 or positive, got {self.max_steps}")

@@ -22,7 +22,7 @@ from fasttune.data.load import load_rows, split_rows
 from fasttune.data.prepare import tokenize_rows
 from fasttune.data.validate import DataError, Problem, check_rows
 from fasttune.recipe import Recipe
-from fasttune.run_folder import RunFolder, write_json
+from fasttune.run_folder import RunFolder, find_checkpoint, write_json
 from fasttune.tracking import make_callback, plot_loss, setup_wandb, wandb_offline_dirs
 
 
@@ -47,6 +47,7 @@ def run(recipe: Recipe, console: Console | None = None) -> Path:
     # 1. Data, checked in full before anything heavy happens.
     train_rows, eval_rows = load_data(recipe)
     say(f"Data: {len(train_rows)} train rows, {len(eval_rows)} eval rows ({recipe.task.name})")
+    checkpoint = find_checkpoint(recipe.train.resume) if recipe.train.resume else None
 
     # 2. Backend: Unsloth is imported here, before transformers/trl/peft.
     backend, why = backends.choose(recipe.model.backend)
@@ -58,7 +59,7 @@ def run(recipe: Recipe, console: Console | None = None) -> Path:
     run.status("running", backend=backend.NAME)
     say(f"Run folder: {run.path}")
     try:
-        summary = _train(recipe, backend, run, train_rows, eval_rows, say, console)
+        summary = _train(recipe, backend, run, train_rows, eval_rows, checkpoint, say, console)
         summary["wall_time_s"] = round(time.perf_counter() - started, 1)
         write_json(run.path / "eval.json", summary)
         run.status("finished", backend=backend.NAME)
@@ -70,7 +71,7 @@ def run(recipe: Recipe, console: Console | None = None) -> Path:
     return run.path
 
 
-def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, say, console) -> dict:
+def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, checkpoint, say, console) -> dict:
     task, data, train = recipe.task, recipe.data, recipe.train
 
     # 4. Model + LoRA.
@@ -91,6 +92,9 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, say, 
     if train_stats.rows == 0:
         raise DataError([Problem(data.path, "", "no row has a trained token left after truncation; raise data.max_seq_length")])
 
+    if checkpoint:  # so "before" below means the checkpoint, not a fresh adapter
+        _load_adapter_weights(model, checkpoint)
+
     # 6. Trainer, trackers.
     wandb_mode = setup_wandb(run.path, run.name, recipe.log.project) if "wandb" in recipe.log.report_to else None
     from fasttune.trainer import build_sft_trainer
@@ -109,7 +113,9 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, say, 
     # 8. Train.
     say(f"Training: {trainer.args.max_steps if trainer.args.max_steps > 0 else f'{train.epochs} epochs of'} steps, "
         f"batch {train.batch_size} x {train.grad_accum}, lr {train.lr}")
-    result = trainer.train()
+    if checkpoint:
+        say(f"Resuming from {checkpoint}")
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
     # 9. After: eval loss, samples, adapter, plot.
     after_loss = _eval_loss(trainer, eval_ds)
@@ -130,6 +136,7 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, say, 
         "eval_loss_after": after_loss,
         "train_loss": round(metrics.get("train_loss", float("nan")), 4),
         "steps": trainer.state.global_step,
+        "resumed_from": str(checkpoint) if checkpoint else None,
         "train_runtime_s": round(metrics.get("train_runtime", 0.0), 1),
         "train_tokens": trainer.state.num_input_tokens_seen or _logged_tokens(run.path),
         "data": {"train": train_stats.to_dict(), "eval": eval_stats.to_dict()},
@@ -141,6 +148,13 @@ def quiet_libraries() -> None:
     transformers/Unsloth, and datasets' bars for sub-second steps fasttune summarises itself."""
     warnings.filterwarnings("ignore", category=FutureWarning)
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+
+
+def _load_adapter_weights(model, checkpoint: Path) -> None:
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(checkpoint / "adapter_model.safetensors"))
 
 
 def _eval_loss(trainer, eval_ds) -> float | None:

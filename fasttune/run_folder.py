@@ -44,3 +44,17 @@ class RunFolder:
         state = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
         self.status(state, error=f"{type(error).__name__}: {error}",
                     traceback="".join(traceback.format_exception(error))[-4000:])
+
+
+def find_checkpoint(path: str) -> Path:
+    """The checkpoint to resume from: `path` itself, or the newest one in a run folder's checkpoints/."""
+    from fasttune.config import ConfigError
+
+    folder = Path(path)
+    if (folder / "trainer_state.json").is_file():
+        return folder
+    found = sorted((folder / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
+    if not found:
+        raise ConfigError(f"train.resume: {path} is neither a checkpoint folder nor a run folder with checkpoints "
+                          "(set train.save_steps to write them)")
+    return found[-1]

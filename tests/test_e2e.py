@@ -102,3 +102,29 @@ def test_wandb_ran_offline_and_the_key_was_never_written(finished_run):
     for path in run_dir.rglob("*"):
         if path.is_file():
             assert FAKE_KEY.encode() not in path.read_bytes(), path
+
+
+def test_checkpoints_and_resume(tmp_path):
+    quick = ["log.report_to=[]", "log.samples=0", f"log.runs_dir={tmp_path}"]
+    first = run_cli("run", "recipes/chat_sft.py", "train.max_steps=4", "train.save_steps=2", *quick)
+    assert first.returncode == 0, first.stderr[-3000:]
+    [run_a] = list(tmp_path.iterdir())
+    assert sorted(p.name for p in (run_a / "checkpoints").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    after_a = json.loads((run_a / "eval.json").read_text())["eval_loss_after"]
+
+    second = run_cli("run", "recipes/chat_sft.py", "train.max_steps=6", f"train.resume={run_a}", *quick)
+    assert second.returncode == 0, second.stderr[-3000:]
+    [run_b] = [p for p in tmp_path.iterdir() if p != run_a]
+    summary = json.loads((run_b / "eval.json").read_text())
+    assert summary["resumed_from"] == str(run_a / "checkpoints" / "checkpoint-4")
+    assert summary["eval_loss_before"] == after_a  # it starts where the first run ended
+    steps = [json.loads(line)["step"] for line in (run_b / "metrics.jsonl").read_text().splitlines()
+             if "loss" in json.loads(line)]
+    assert steps == [5, 6]
+
+
+def test_resume_from_a_folder_without_checkpoints_is_refused(tmp_path):
+    result = run_cli("run", "recipes/chat_sft.py", f"train.resume={tmp_path}", f"log.runs_dir={tmp_path / 'runs'}")
+    assert result.returncode == 2
+    assert "neither a checkpoint folder nor a run folder with checkpoints" in result.stderr
+    assert not (tmp_path / "runs").exists()
