@@ -76,6 +76,8 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
 
     # 4. Model + LoRA.
     path = models.resolve(recipe.model.name, say)
+    if recipe.model.load_in_4bit and not backends.use_4bit(recipe.model):
+        say("model.load_in_4bit applies on CUDA only: loading the base unquantized on this machine")
     try:
         model, tokenizer = backend.load(recipe.model, path, data.max_seq_length, train.gradient_checkpointing, train.seed)
     except OSError as error:  # what from_pretrained raises for a missing or unreachable model
@@ -138,7 +140,7 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
         "steps": trainer.state.global_step,
         "resumed_from": str(checkpoint) if checkpoint else None,
         "train_runtime_s": round(metrics.get("train_runtime", 0.0), 1),
-        "train_tokens": trainer.state.num_input_tokens_seen or _logged_tokens(run.path),
+        "train_tokens": _logged_tokens(run.path),
         "data": {"train": train_stats.to_dict(), "eval": eval_stats.to_dict()},
     }
 

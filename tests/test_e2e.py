@@ -25,7 +25,7 @@ def finished_run(request, tmp_path_factory):
     runs = tmp_path_factory.mktemp(f"runs-{request.param}")
     result = run_cli(
         "run", "recipes/chat_sft.py", f"model.backend={request.param}", "model.dtype=float32",
-        f"train.max_steps={STEPS}", f"log.runs_dir={runs}", "log.samples=2", "log.sample_tokens=16",
+        f"train.max_steps={STEPS}", "train.eval_steps=3", f"log.runs_dir={runs}", "log.samples=2", "log.sample_tokens=16",
         # A key with no reachable server: the run must go offline and never write the key down.
         env={"WANDB_API_KEY": FAKE_KEY, "WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_MODE": None},
     )
@@ -55,6 +55,8 @@ def test_loss_falls(finished_run):
     assert len(losses) == STEPS
     assert min(losses[-2:]) < losses[0], losses
     assert all(r["tokens_per_second"] > 0 for r in records if "loss" in r)
+    # eval before training (step 0), every train.eval_steps=3 steps, and after training
+    assert [r["step"] for r in records if "eval_loss" in r] == [0, 3, 6, 6]
 
 
 def test_lora_weights_changed(finished_run):

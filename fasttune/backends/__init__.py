@@ -33,6 +33,14 @@ def choose(name: str) -> tuple[ModuleType, str]:
     return hf, reason
 
 
+def use_4bit(model_cfg) -> bool:
+    """4-bit QLoRA only on CUDA: on CPU bitsandbytes 4-bit trains at about half fp32's speed and its
+    LoRA cannot be merged, so the base loads unquantized there (run.py says so)."""
+    import torch
+
+    return model_cfg.load_in_4bit and torch.cuda.is_available()
+
+
 def heavy_modules_loaded() -> list[str]:
     """Libraries Unsloth must precede; if one is already imported, its patches come too late."""
     return [m for m in ("transformers", "trl", "peft") if m in sys.modules]

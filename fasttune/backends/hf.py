@@ -15,6 +15,8 @@ def load(model_cfg, path: str, max_seq_length: int, gradient_checkpointing: bool
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
+    from fasttune.backends import use_4bit
+
     cuda = torch.cuda.is_available()
     if model_cfg.dtype != "auto":
         dtype = getattr(torch, model_cfg.dtype)
@@ -25,7 +27,7 @@ def load(model_cfg, path: str, max_seq_length: int, gradient_checkpointing: bool
     kwargs = {"dtype": dtype}
     if cuda:
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
-        if model_cfg.load_in_4bit:
+        if use_4bit(model_cfg):
             kwargs["quantization_config"] = BitsAndBytesConfig(
                 load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                 bnb_4bit_compute_dtype=dtype,

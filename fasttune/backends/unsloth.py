@@ -32,11 +32,11 @@ def load(model_cfg, path: str, max_seq_length: int, gradient_checkpointing: bool
     import torch
     from unsloth import FastLanguageModel
 
-    # 4-bit only on CUDA: on CPU bitsandbytes 4-bit trains at half fp32's speed and cannot be merged.
-    load_in_4bit = model_cfg.load_in_4bit and torch.cuda.is_available()
+    from fasttune.backends import use_4bit
+
     dtype = None if model_cfg.dtype == "auto" else getattr(torch, model_cfg.dtype)
     model, tokenizer = FastLanguageModel.from_pretrained(
-        model_name=path, max_seq_length=max_seq_length, dtype=dtype, load_in_4bit=load_in_4bit,
+        model_name=path, max_seq_length=max_seq_length, dtype=dtype, load_in_4bit=use_4bit(model_cfg),
     )
     lora = model_cfg.lora
     model = FastLanguageModel.get_peft_model(

@@ -46,14 +46,3 @@ def check_rows(rows: Iterable, check_row: Callable[[dict], list[tuple[str, str]]
     if count == 0:
         raise DataError([Problem("data", "", "no rows: the data set is empty")])
 
-
-def require_str(row: dict, name: str, *, allow_empty: bool = False) -> list[tuple[str, str]]:
-    """The common column check: present, a string, and (by default) not blank."""
-    if name not in row:
-        return [(name, f"missing (this row has: {', '.join(sorted(row)) or 'no fields'})")]
-    value = row[name]
-    if not isinstance(value, str):
-        return [(name, f"must be a string, got {type(value).__name__}")]
-    if not allow_empty and not value.strip():
-        return [(name, "is empty")]
-    return []
