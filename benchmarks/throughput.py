@@ -32,7 +32,7 @@ sys.exit(code)
 def bench(backend: str, steps: int, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as runs:
         command = [sys.executable, "-c", MEASURE, sys.executable, "-m", "fasttune.cli", "run", "recipes/chat_sft.py",
-                   f"model.backend={backend}", f"train.max_steps={steps}", "log.report_to=[]", "log.samples=0",
+                   f"model.backend={backend}", f"train.max_steps={steps}", "log.report_to=[]", "eval.samples=0",
                    f"log.runs_dir={runs}", *extra]
         started = time.perf_counter()
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
@@ -51,7 +51,7 @@ def bench(backend: str, steps: int, extra: list[str]) -> dict:
         "s_per_step": round(summary["train_runtime_s"] / summary["steps"], 2),
         "peak_rss_gib": round(peak / 2**20, 2),
         "wall_s": round(wall, 1),
-        "eval_loss": [summary["eval_loss_before"], summary["eval_loss_after"]],
+        "eval_loss": [summary["before"]["eval_loss"], summary["after"]["eval_loss"]],
     }
 
 

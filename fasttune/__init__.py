@@ -4,8 +4,8 @@ The public API is what a recipe imports; nothing here imports torch, transformer
 """
 
 from fasttune import tasks
-from fasttune.config import Data, Export, Log, LoRA, Model, Train
+from fasttune.config import Data, Eval, Export, Log, LoRA, Model, Train
 from fasttune.recipe import Recipe
 
 __version__ = "0.1.0"
-__all__ = ["Recipe", "Model", "LoRA", "Data", "Train", "Log", "Export", "tasks"]
+__all__ = ["Recipe", "Model", "LoRA", "Data", "Train", "Eval", "Log", "Export", "tasks"]

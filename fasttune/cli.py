@@ -1,4 +1,4 @@
-"""The `fasttune` command line: `fasttune run RECIPE [key=value ...]` and `fasttune env`.
+"""The `fasttune` command line: `fasttune run RECIPE [key=value ...]`, `fasttune predict RUN_DIR`, `fasttune env`.
 
 Importing this module is cheap (no torch, transformers or trl): help, recipe checks and data
 errors come back in well under a second.
@@ -6,8 +6,10 @@ errors come back in well under a second.
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -59,6 +61,30 @@ def env():
     from fasttune.env import report
 
     report(Console())
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--text", "texts", multiple=True, help="A text to classify (repeatable).")
+@click.option("--file", "file_", type=click.Path(exists=True, dir_okay=False),
+              help="Rows to classify (.jsonl/.json/.csv/.parquet with the task's text column; a label column is scored).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per text, with every label's probability.")
+def predict(run_dir, texts, file_, as_json):
+    """Label and probability for each text, from a finished classification run's adapter."""
+    from fasttune.predict import load_classifier, predict as run_predict, rows_to_predict
+
+    try:
+        task, config = load_classifier(run_dir)
+        rows = rows_to_predict(task, list(texts), file_)
+        results = run_predict(run_dir, rows, task, config)
+    except (ConfigError, DataError) as error:
+        fail(error)
+    for r in results:
+        click.echo(json.dumps(r, ensure_ascii=False) if as_json else f"{r['label']}\t{r['probability']:.3f}\t{r['text']}")
+    scored = [r for r in results if r["true_label"] is not None]
+    if scored and not as_json:
+        correct = sum(r["label"] == r["true_label"] for r in scored)
+        click.echo(f"accuracy {correct / len(scored):.3f} ({correct}/{len(scored)} rows with a label)")
 
 
 def print_recipe_help(recipe, path: str) -> None:

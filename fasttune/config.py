@@ -1,4 +1,4 @@
-"""The typed sections of a recipe: Model, LoRA, Data, Train, Log, Export.
+"""The typed sections of a recipe: Model, LoRA, Data, Train, Eval, Log, Export.
 
 Each field's docstring (the string literal under it) is what `fasttune run RECIPE --help`
 prints, so keep it short and say what the value does. `__post_init__` rejects values that
@@ -32,6 +32,8 @@ class LoRA:
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
     """Linear layers that get LoRA adapters (all attention and MLP projections by default)."""
+    train_embeddings: bool = False
+    """Also train embed_tokens and lm_head in full (continued pre-training on new text/vocabulary)."""
 
     def __post_init__(self):
         _check(self.r > 0, f"lora.r must be positive, got {self.r}")
@@ -99,6 +101,8 @@ class Train:
     """Recompute activations in the backward pass: less memory, ~10% slower ('unsloth' mode on Unsloth)."""
     packing: Literal["auto", "on", "off"] = "auto"
     """Pack short examples into full rows, attention kept apart. 'auto': on with a GPU; on CPU length-grouped batches."""
+    embedding_lr: float = 0.0
+    """Learning rate for embed_tokens/lm_head when lora.train_embeddings is on (0: same as lr); 2-10x smaller is usual."""
     resume: str = ""
     """Continue from a checkpoint: a run folder (its latest checkpoint) or a checkpoint folder. '' starts fresh."""
 
@@ -111,6 +115,7 @@ class Train:
         _check(0.0 <= self.warmup_ratio < 1.0, f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         _check(self.save_steps >= 0, f"train.save_steps must be >= 0, got {self.save_steps}")
         _check(self.eval_steps >= 0, f"train.eval_steps must be >= 0, got {self.eval_steps}")
+        _check(self.embedding_lr >= 0, f"train.embedding_lr must be >= 0, got {self.embedding_lr}")
 
 
 @dataclass
@@ -123,16 +128,29 @@ class Log:
     """Folder that holds one run folder per run."""
     logging_steps: int = 1
     """Log loss and throughput every N steps."""
-    samples: int = 4
-    """Held-out prompts answered before and after training, written to samples.md."""
-    sample_tokens: int = 48
-    """Longest sample answer, in tokens."""
 
     def __post_init__(self):
         unknown = sorted(set(self.report_to) - {"wandb"})
         _check(not unknown, f"log.report_to knows only 'wandb', got {unknown}")
         _check(self.logging_steps > 0, f"log.logging_steps must be positive, got {self.logging_steps}")
-        _check(self.samples >= 0, f"log.samples must be >= 0, got {self.samples}")
+
+
+@dataclass
+class Eval:
+    samples: int = 4
+    """Held-out prompts whose answers before and after training are written to samples.md."""
+    metric_rows: int = 200
+    """Held-out rows the task metric is computed on, from real model outputs (0: all of them)."""
+    max_new_tokens: int = 48
+    """Longest generated answer, in tokens (samples and generation-based metrics)."""
+    batch_size: int = 8
+    """Prompts generated or scored at once."""
+
+    def __post_init__(self):
+        _check(self.samples >= 0, f"eval.samples must be >= 0, got {self.samples}")
+        _check(self.metric_rows >= 0, f"eval.metric_rows must be >= 0, got {self.metric_rows}")
+        _check(self.max_new_tokens > 0, f"eval.max_new_tokens must be positive, got {self.max_new_tokens}")
+        _check(self.batch_size > 0, f"eval.batch_size must be positive, got {self.batch_size}")
 
 
 @dataclass

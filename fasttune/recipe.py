@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from fasttune.config import ConfigError, Data, Export, Log, Model, Train
+from fasttune.config import ConfigError, Data, Eval, Export, Log, Model, Train
 
-SECTIONS = ("task", "model", "data", "train", "log", "export")
+SECTIONS = ("task", "model", "data", "train", "eval", "log", "export")
 
 
 @dataclass
@@ -32,10 +32,15 @@ class Recipe:
     data: Data
     model: Model = field(default_factory=Model)
     train: Train = field(default_factory=Train)
+    eval: Eval = field(default_factory=Eval)
     log: Log = field(default_factory=Log)
     export: Export = field(default_factory=Export)
     name: str = ""
     """Run name prefix; defaults to the recipe file's name."""
+
+    def __post_init__(self):
+        if self.train.embedding_lr and not self.model.lora.train_embeddings:
+            raise ConfigError("train.embedding_lr applies to trained embeddings: set model.lora.train_embeddings=true")
 
     def to_dict(self) -> dict:
         out = {"name": self.name, "task": {"type": type(self.task).__name__, **dataclasses.asdict(self.task)}}

@@ -46,7 +46,10 @@ def run(recipe: Recipe, console: Console | None = None) -> Path:
 
     # 1. Data, checked in full before anything heavy happens.
     train_rows, eval_rows = load_data(recipe)
+    notes = recipe.task.check_dataset(train_rows, eval_rows)
     say(f"Data: {len(train_rows)} train rows, {len(eval_rows)} eval rows ({recipe.task.name})")
+    for note in notes:
+        say(note)
     checkpoint = find_checkpoint(recipe.train.resume) if recipe.train.resume else None
 
     # 2. Backend: Unsloth is imported here, before transformers/trl/peft.
@@ -66,8 +69,7 @@ def run(recipe: Recipe, console: Console | None = None) -> Path:
     except BaseException as error:
         run.fail(error)
         raise
-    say(f"[bold green]Finished[/] in {summary['wall_time_s']:.0f} s. "
-        f"Eval loss {summary['eval_loss_before']} -> {summary['eval_loss_after']}. Run folder: {run.path}")
+    say(f"[bold green]Finished[/] in {summary['wall_time_s']:.0f} s. Run folder: {run.path}")
     return run.path
 
 
@@ -104,13 +106,13 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
     callback = make_callback(run.path / "metrics.jsonl", console)
     trainer = build_sft_trainer(recipe, model, tokenizer, train_ds, eval_ds, run.path, run.name, [callback])
 
-    # 7. Before training: eval loss and sample answers.
-    from fasttune.samples import write_samples
+    # 7. Before training: eval loss, the task metric, sample answers.
+    from fasttune.evaluate import Evaluator
 
-    samples = [task.sample(r.data) for r in eval_rows[: recipe.log.samples]]
-    prompts, references = [s[0] for s in samples], [s[1] for s in samples]
-    before_loss = _eval_loss(trainer, eval_ds)
-    before = _answers(backend, model, tokenizer, prompts, recipe.log.sample_tokens)
+    evaluator = Evaluator(task, eval_rows, recipe.eval)
+    has_eval = len(eval_ds) > 0
+    before, before_answers = evaluator.run(trainer, backend, model, tokenizer, has_eval)
+    say(f"Before training: {_fmt(before)}")
 
     # 8. Train.
     say(f"Training: {trainer.args.max_steps if trainer.args.max_steps > 0 else f'{train.epochs} epochs of'} steps, "
@@ -119,10 +121,11 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
         say(f"Resuming from {checkpoint}")
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
-    # 9. After: eval loss, samples, adapter, plot.
-    after_loss = _eval_loss(trainer, eval_ds)
-    after = _answers(backend, model, tokenizer, prompts, recipe.log.sample_tokens)
-    write_samples(run.path / "samples.md", prompts, references, before, after)
+    # 9. After: the same measurements, then samples, adapter, plots.
+    after, after_answers = evaluator.run(trainer, backend, model, tokenizer, has_eval)
+    say(f"After training:  {_fmt(after)}")
+    evaluator.write_samples(run.path / "samples.md", before_answers, after_answers)
+    task.write_artifacts(run.path, before, after)
     model.save_pretrained(run.path / "adapter")
     tokenizer.save_pretrained(run.path / "adapter")
     plot_loss(run.path / "metrics.jsonl", run.path / "loss.png")
@@ -134,8 +137,8 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
     return {
         "task": task.name,
         "backend": backend.NAME,
-        "eval_loss_before": before_loss,
-        "eval_loss_after": after_loss,
+        "before": before,
+        "after": after,
         "train_loss": round(metrics.get("train_loss", float("nan")), 4),
         "steps": trainer.state.global_step,
         "resumed_from": str(checkpoint) if checkpoint else None,
@@ -143,6 +146,12 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
         "train_tokens": _logged_tokens(run.path),
         "data": {"train": train_stats.to_dict(), "eval": eval_stats.to_dict()},
     }
+
+
+def _fmt(measured: dict) -> str:
+    """The scalar measurements, for one console line."""
+    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in measured.items() if isinstance(v, int | float) and v is not None)
 
 
 def quiet_libraries() -> None:
@@ -157,24 +166,6 @@ def _load_adapter_weights(model, checkpoint: Path) -> None:
     from safetensors.torch import load_file
 
     set_peft_model_state_dict(model, load_file(checkpoint / "adapter_model.safetensors"))
-
-
-def _eval_loss(trainer, eval_ds) -> float | None:
-    if eval_ds is None or len(eval_ds) == 0:
-        return None
-    return round(trainer.evaluate()["eval_loss"], 4)
-
-
-def _answers(backend, model, tokenizer, prompts, max_new_tokens) -> list[str]:
-    from fasttune.samples import generate
-
-    if not prompts:
-        return []
-    backend.for_inference(model)
-    try:
-        return generate(model, tokenizer, prompts, max_new_tokens)
-    finally:
-        backend.for_training(model)
 
 
 def _logged_tokens(run_dir: Path) -> int:

@@ -30,6 +30,20 @@ def mixed_precision(model) -> dict:
     return {"bf16": model.get_input_embeddings().weight.dtype == torch.bfloat16, "fp16": False}
 
 
+def embedding_optimizer(model, train):
+    """AdamW with a separate learning rate for fully trained embed_tokens / lm_head copies, as in
+    Unsloth's continued-pretraining recipe; the scheduler still comes from the Trainer. Built here
+    rather than through UnslothTrainer so that both backends share it."""
+    import torch
+
+    embedding, rest = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (embedding if ("embed_tokens" in name or "lm_head" in name) else rest).append(param)
+    groups = [{"params": rest, "lr": train.lr}, {"params": embedding, "lr": train.embedding_lr}]
+    return torch.optim.AdamW(groups, lr=train.lr, weight_decay=train.weight_decay)
+
+
 def build_sft_trainer(recipe, model, tokenizer, train_ds, eval_ds, run_dir: Path, run_name: str, callbacks: list):
     from transformers import PrinterCallback
     from trl import SFTConfig, SFTTrainer  # after unsloth (backends.choose ran first)
@@ -72,6 +86,7 @@ def build_sft_trainer(recipe, model, tokenizer, train_ds, eval_ds, run_dir: Path
         eval_dataset=eval_ds if has_eval else None,
         processing_class=tokenizer,
         callbacks=callbacks,
+        optimizers=(embedding_optimizer(model, train), None) if train.embedding_lr else (None, None),
     )
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; our callback shows them
     return trainer

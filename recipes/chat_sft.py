@@ -9,7 +9,7 @@ file never mentions, so samples.md shows whether the style, not the facts, was l
     fasttune run recipes/chat_sft.py --help     # every field, its default and what it does
 """
 
-from fasttune import Data, Log, LoRA, Model, Recipe, Train, tasks
+from fasttune import Data, Eval, Log, LoRA, Model, Recipe, Train, tasks
 
 recipe = Recipe(
     task=tasks.ChatSFT(),
@@ -31,5 +31,6 @@ recipe = Recipe(
         warmup_ratio=0.05,
         gradient_checkpointing=False,  # the 135M model fits easily; checkpointing costs ~10% speed
     ),
-    log=Log(report_to=["wandb"], samples=4),
+    eval=Eval(samples=4),
+    log=Log(report_to=["wandb"]),
 )

@@ -25,20 +25,20 @@ def tokenizer():
 
 @pytest.fixture
 def write_recipe(tmp_path):
-    """Write a chat recipe over `data` (a path) into tmp_path and return its path."""
+    """Write a recipe for `task` over `data` (a path) into tmp_path and return its path."""
 
-    def write(data: str, extra: str = "", name: str = "recipe.py") -> Path:
+    def write(data: str, task: str = "tasks.ChatSFT()", name: str = "recipe.py") -> Path:
         path = tmp_path / name
         path.write_text(textwrap.dedent(f"""\
             from fasttune import Data, Log, Recipe, Train, tasks
 
             recipe = Recipe(
-                task=tasks.ChatSFT(),
+                task={task},
                 data=Data({data!r}, eval=0.25),
                 train=Train(max_steps=2),
                 log=Log(runs_dir={str(tmp_path / 'runs')!r}, report_to=[]),
             )
-            {extra}"""))
+            """))
         return path
 
     return write

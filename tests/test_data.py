@@ -96,3 +96,46 @@ def test_empty_file_is_an_error(tmp_path):
     (tmp_path / "empty.jsonl").write_text("\n")
     with pytest.raises(DataError, match="empty"):
         check_rows(load_rows(str(tmp_path / "empty.jsonl")), ChatSFT().check_row)
+
+
+TASK_BAD_ROWS = {
+    "instruct: completion missing": ("tasks.InstructSFT()", {"prompt": "Hi"}, "completion: missing (this row has: prompt)"),
+    "instruct: prompt not a string": ("tasks.InstructSFT()", {"prompt": ["Hi"], "completion": "x"}, "prompt: must be a string, got list"),
+    "instruct: completion not JSON": ("tasks.InstructSFT(metric='json')", {"prompt": "Hi", "completion": "x"},
+                                      "completion: metric='json' needs every completion to be a JSON object"),
+    "pretraining: empty text": ("tasks.ContinuedPretraining()", {"text": "   "}, "text: is empty"),
+    "pretraining: missing column": ("tasks.ContinuedPretraining()", {"body": "x"}, "text: missing (this row has: body)"),
+    "classification: label not a string": ("tasks.Classification()", {"text": "play jazz", "label": 3},
+                                           "label: must be a string, got int"),
+    "classification: empty text": ("tasks.Classification()", {"text": "", "label": "a"}, "text: is empty"),
+    "classification: label outside the given set": ("tasks.Classification(labels=['a', 'b'])", {"text": "x", "label": "c"},
+                                                    "label: label 'c' is not one of the valid labels: a, b"),
+}
+GOOD_FOR = {
+    "InstructSFT": {"prompt": "Hi", "completion": "{\"a\": 1}"},
+    "ContinuedPretraining": {"text": "Some text."},
+    "Classification": {"text": "play jazz", "label": "a"},
+}
+
+
+@pytest.mark.parametrize("case", sorted(TASK_BAD_ROWS))
+def test_task_rows_are_checked_before_any_model_loads(case, tmp_path, write_recipe):
+    task, bad, expected = TASK_BAD_ROWS[case]
+    good = next(v for k, v in GOOD_FOR.items() if k in task)
+    goods = [good, {**good, "label": "b"}] if "label" in good else [good, good]
+    data = write_jsonl(tmp_path / "rows.jsonl", [*goods, bad, *goods])
+    result = CliRunner().invoke(main, ["run", str(write_recipe(str(data), task=task))])
+    assert result.exit_code == 2, result.output
+    assert f"{data}:3: {expected}" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_eval_label_outside_the_training_labels_names_its_line(tmp_path):
+    from fasttune.tasks import Classification
+
+    train = load_rows(str(write_jsonl(tmp_path / "train.jsonl", [{"text": "x", "label": "a"}, {"text": "y", "label": "b"}])))
+    held = load_rows(str(write_jsonl(tmp_path / "eval.jsonl", [{"text": "z", "label": "a"}, {"text": "w", "label": "c"}])))
+    task = Classification()
+    with pytest.raises(DataError) as error:
+        task.check_dataset(train, held)
+    assert str(error.value) == f"{tmp_path / 'eval.jsonl'}:2: label: label 'c' is not one of the valid labels: a, b"

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 FAKE_KEY = "fasttune-test-key-0123456789abcdef0123"
 STEPS = 6
@@ -25,7 +25,7 @@ def finished_run(request, tmp_path_factory):
     runs = tmp_path_factory.mktemp(f"runs-{request.param}")
     result = run_cli(
         "run", "recipes/chat_sft.py", f"model.backend={request.param}", "model.dtype=float32",
-        f"train.max_steps={STEPS}", "train.eval_steps=3", f"log.runs_dir={runs}", "log.samples=2", "log.sample_tokens=16",
+        f"train.max_steps={STEPS}", "train.eval_steps=3", f"log.runs_dir={runs}", "eval.samples=2", "eval.max_new_tokens=16",
         # A key with no reachable server: the run must go offline and never write the key down.
         env={"WANDB_API_KEY": FAKE_KEY, "WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_MODE": None},
     )
@@ -49,7 +49,7 @@ def test_loss_falls(finished_run):
     _, run_dir, _ = finished_run
     summary = json.loads((run_dir / "eval.json").read_text())
     assert summary["steps"] == STEPS
-    assert summary["eval_loss_after"] < summary["eval_loss_before"] - 0.3, summary
+    assert summary["after"]["eval_loss"] < summary["before"]["eval_loss"] - 0.3, summary
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in records if "loss" in r]
     assert len(losses) == STEPS
@@ -73,20 +73,23 @@ def test_adapter_reloads_on_the_base_model_and_answers_as_trained(finished_run):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from fasttune import models
-    from fasttune.samples import generate
+    from fasttune.generate import generate
+    from fasttune.tasks import ChatSFT
 
     _, run_dir, _ = finished_run
     base_path = models.resolve(models.EMBEDDED)
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "adapter")
-    prompt = [[{"role": "user", "content": "What is the capital of France?"}]]
+    # the run's two sample prompts (the first eval rows), generated as one batch as the run did
+    lines = (ROOT / "recipes/data/chat_eval.jsonl").read_text().splitlines()[:2]
+    prompts = [ChatSFT().prompt(json.loads(line))[0] for line in lines]
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32).eval()
-    base_answer = generate(base, tokenizer, prompt, 16)
+    base_answers = generate(base, tokenizer, prompts, 16)
     model = PeftModel.from_pretrained(base, run_dir / "adapter").eval()
-    answer = generate(model, tokenizer, prompt, 16)
+    answers = generate(model, tokenizer, prompts, 16)
     samples = (run_dir / "samples.md").read_text()
-    after = re.search(r"\*\*after:\*\* (.*)", samples).group(1)
-    assert answer[0] == after.strip()
-    assert answer != base_answer
+    after = re.findall(r"\*\*after:\*\* (.*)", samples)
+    assert answers == [a.strip() for a in after]
+    assert answers != base_answers
 
 
 def test_samples_show_before_and_after(finished_run):
@@ -107,19 +110,19 @@ def test_wandb_ran_offline_and_the_key_was_never_written(finished_run):
 
 
 def test_checkpoints_and_resume(tmp_path):
-    quick = ["log.report_to=[]", "log.samples=0", f"log.runs_dir={tmp_path}"]
+    quick = ["log.report_to=[]", "eval.samples=0", f"log.runs_dir={tmp_path}"]
     first = run_cli("run", "recipes/chat_sft.py", "train.max_steps=4", "train.save_steps=2", *quick)
     assert first.returncode == 0, first.stderr[-3000:]
     [run_a] = list(tmp_path.iterdir())
     assert sorted(p.name for p in (run_a / "checkpoints").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
-    after_a = json.loads((run_a / "eval.json").read_text())["eval_loss_after"]
+    after_a = json.loads((run_a / "eval.json").read_text())["after"]["eval_loss"]
 
     second = run_cli("run", "recipes/chat_sft.py", "train.max_steps=6", f"train.resume={run_a}", *quick)
     assert second.returncode == 0, second.stderr[-3000:]
     [run_b] = [p for p in tmp_path.iterdir() if p != run_a]
     summary = json.loads((run_b / "eval.json").read_text())
     assert summary["resumed_from"] == str(run_a / "checkpoints" / "checkpoint-4")
-    assert summary["eval_loss_before"] == after_a  # it starts where the first run ended
+    assert summary["before"]["eval_loss"] == after_a  # it starts where the first run ended
     steps = [json.loads(line)["step"] for line in (run_b / "metrics.jsonl").read_text().splitlines()
              if "loss" in json.loads(line)]
     assert steps == [5, 6]

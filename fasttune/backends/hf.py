@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 NAME = "hf"
+EMBEDDINGS = ["embed_tokens", "lm_head"]  # trained in full with lora.train_embeddings
 
 
 def load(model_cfg, path: str, max_seq_length: int, gradient_checkpointing: bool, seed: int):
@@ -47,6 +48,8 @@ def load(model_cfg, path: str, max_seq_length: int, gradient_checkpointing: bool
     config = LoraConfig(
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
         target_modules=list(lora.target_modules), bias="none", task_type="CAUSAL_LM",
+        modules_to_save=EMBEDDINGS if lora.train_embeddings else None,
+        ensure_weight_tying=lora.train_embeddings,  # tied input/output embeddings stay one matrix
     )
     return get_peft_model(model, config), tokenizer
 

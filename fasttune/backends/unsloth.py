@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 
 NAME = "unsloth"
+EMBEDDINGS = ["embed_tokens", "lm_head"]
 
 
 def try_import() -> str | None:
@@ -44,7 +45,9 @@ def load(model_cfg, path: str, max_seq_length: int, gradient_checkpointing: bool
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
-        target_modules=list(lora.target_modules),
+        # Unsloth trains embed_tokens / lm_head in full when they are listed among the targets.
+        target_modules=list(lora.target_modules) + (EMBEDDINGS if lora.train_embeddings else []),
+        ensure_weight_tying=lora.train_embeddings,  # tied input/output embeddings stay one matrix
         bias="none",
         use_gradient_checkpointing="unsloth" if gradient_checkpointing else False,
         random_state=seed,

@@ -10,6 +10,7 @@ from fasttune.chat_template import IGNORE
 @dataclass
 class PrepStats:
     rows: int = 0
+    """Examples kept (documents, for pre-training tasks, before they are packed into rows)."""
     truncated: int = 0
     """Rows longer than max_seq_length, cut at the end."""
     dropped: int = 0
@@ -47,4 +48,10 @@ def tokenize_rows(task, rows: list, tokenizer, max_length: int):
         stats.trained_tokens += trained
         columns["input_ids"].append(example["input_ids"])
         columns["labels"].append(example["labels"])
-    return datasets.Dataset.from_dict(columns), stats
+    dataset = datasets.Dataset.from_dict(columns)
+    if task.packs_documents and len(dataset):
+        from trl.data_utils import pack_dataset
+
+        # Documents end to end, cut into rows of exactly max_length (the last one shorter).
+        dataset = pack_dataset(dataset, max_length, strategy="wrapped").select_columns(["input_ids", "labels"])
+    return dataset, stats

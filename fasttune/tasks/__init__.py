@@ -1,5 +1,8 @@
-"""Tasks: one module each, holding how rows are checked, tokenized and sampled for that task."""
+"""Tasks: one module each, holding how rows are checked, tokenized, prompted and scored."""
 
 from fasttune.tasks.chat_sft import ChatSFT
+from fasttune.tasks.classify import Classification
+from fasttune.tasks.instruct_sft import InstructSFT
+from fasttune.tasks.pretrain import ContinuedPretraining
 
-__all__ = ["ChatSFT"]
+__all__ = ["ChatSFT", "InstructSFT", "ContinuedPretraining", "Classification"]

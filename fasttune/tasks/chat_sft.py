@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from fasttune.chat_template import tokenize_conversation
+from fasttune.tasks.base import Task
 
 ROLES = ("system", "user", "assistant")
 
 
 @dataclass
-class ChatSFT:
+class ChatSFT(Task):
     column: str = "messages"
     """Column holding each conversation (a list of {role, content} messages)."""
 
@@ -61,7 +62,7 @@ class ChatSFT:
         out = tokenize_conversation(tokenizer, row[self.column], max_length)
         return {"input_ids": out.input_ids, "labels": out.labels, "truncated": out.truncated}
 
-    def sample(self, row: dict) -> tuple[list[dict], str]:
+    def prompt(self, row: dict) -> tuple[list[dict], str]:
         """A held-out prompt (the conversation before its last assistant turn) and that turn as reference."""
         messages = row[self.column]
         last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")

@@ -1,0 +1,94 @@
+"""Instruction SFT: `prompt` and `completion` columns (the Predibase / TRL prompt-completion format),
+loss on the completion tokens only.
+
+By default the prompt is the user turn of the model's chat template and the completion its answer,
+which is right for instruct models. `template="raw"` concatenates prompt + completion + EOS for base
+models that have no chat format; samples and metrics then continue the raw prompt the same way.
+
+Metrics on held-out prompts, from greedy answers:
+- `metric="json"`: share of answers that parse as a JSON object, and per-field exact match against
+  the reference object (the fields are the reference's keys);
+- `metric="exact"`: share of answers equal to the reference (whitespace-trimmed);
+- `metric="none"`: eval loss and samples only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from fasttune.chat_template import IGNORE, tokenize_conversation
+from fasttune.tasks.base import Task
+
+
+@dataclass
+class InstructSFT(Task):
+    template: Literal["chat", "raw"] = "chat"
+    """'chat': prompt as the user turn of the chat template; 'raw': prompt + completion + EOS, for base models."""
+    metric: Literal["json", "exact", "none"] = "exact"
+    """Held-out metric from generated answers: 'json' (valid JSON + per-field match), 'exact' match, or 'none'."""
+
+    name: ClassVar[str] = "instruct_sft"
+    scores_outputs: ClassVar[bool] = True
+
+    def check_row(self, row: dict) -> list[tuple[str, str]]:
+        problems = []
+        for column in ("prompt", "completion"):
+            if column not in row:
+                problems.append((column, f"missing (this row has: {', '.join(sorted(row)) or 'no fields'})"))
+            elif not isinstance(row[column], str):
+                problems.append((column, f"must be a string, got {type(row[column]).__name__}"))
+            elif not row[column].strip():
+                problems.append((column, "is empty"))
+        if not problems and self.metric == "json" and _as_object(row["completion"]) is None:
+            problems.append(("completion", "metric='json' needs every completion to be a JSON object"))
+        return problems
+
+    def tokenize(self, row: dict, tokenizer, max_length: int) -> dict:
+        if self.template == "chat":
+            out = tokenize_conversation(tokenizer, self.messages(row), max_length)
+            return {"input_ids": out.input_ids, "labels": out.labels, "truncated": out.truncated}
+        prompt_ids = tokenizer(row["prompt"])["input_ids"]  # BOS where the model uses one
+        completion_ids = tokenizer(row["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        ids = prompt_ids + completion_ids
+        labels = [IGNORE] * len(prompt_ids) + completion_ids
+        return {"input_ids": ids[:max_length], "labels": labels[:max_length], "truncated": len(ids) > max_length}
+
+    @staticmethod
+    def messages(row: dict) -> list[dict]:
+        return [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["completion"]}]
+
+    def prompt(self, row: dict):
+        prompt = row["prompt"] if self.template == "raw" else self.messages(row)[:1]
+        return prompt, row["completion"]
+
+    def metrics(self, predictions: list[str], references: list[str], eval_loss: float | None) -> dict:
+        if self.metric == "none" or not predictions:
+            return {}
+        if self.metric == "exact":
+            return {"exact_match": _share(p.strip() == r.strip() for p, r in zip(predictions, references))}
+        parsed = [_as_object(p) for p in predictions]
+        refs = [_as_object(r) for r in references]
+        fields = sorted({k for r in refs for k in r})
+        per_field = {f: _share(p is not None and f in p and p[f] == r.get(f) for p, r in zip(parsed, refs) if f in r)
+                     for f in fields}
+        return {
+            "json_valid": _share(p is not None for p in parsed),
+            "exact_match": _share(p == r for p, r in zip(parsed, refs)),
+            "field_match": per_field,
+            "rows": len(predictions),
+        }
+
+
+def _as_object(text: str) -> dict | None:
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, TypeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _share(flags) -> float:
+    flags = list(flags)
+    return round(sum(flags) / len(flags), 4) if flags else 0.0

@@ -1,0 +1,104 @@
+"""End to end for instruction SFT, continued pre-training and classification: a few steps each on
+the embedded model in a fresh process, then checks that the metric was computed from the model's
+real outputs and that training changed what it should."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from safetensors.torch import load_file
+
+from conftest import ROOT, run_cli
+
+QUICK = ["log.report_to=[]", "model.dtype=float32"]
+
+
+def finished(tmp_path, recipe: str, *overrides: str) -> tuple:
+    result = run_cli("run", recipe, f"log.runs_dir={tmp_path}", *QUICK, *overrides)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    [run_dir] = list(tmp_path.iterdir())
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "finished"
+    return run_dir, json.loads((run_dir / "eval.json").read_text())
+
+
+def test_instruct_sft_json_metric_comes_from_the_answers(tmp_path):
+    run_dir, summary = finished(tmp_path, "recipes/instruct_sft.py", "train.max_steps=4", "eval.metric_rows=6",
+                                "eval.samples=6", "eval.max_new_tokens=32")
+    assert summary["after"]["eval_loss"] < summary["before"]["eval_loss"]
+    # samples.md lists the same 6 answers the metric scored: recompute json_valid from them
+    for phase in ("before", "after"):
+        answers = re.findall(rf"\*\*{phase}:\*\* (.*)", (run_dir / "samples.md").read_text())
+        assert len(answers) == 6 and summary[phase]["rows"] == 6
+        parsed = []
+        for a in answers:
+            try:
+                parsed.append(isinstance(json.loads(a), dict))
+            except json.JSONDecodeError:
+                parsed.append(False)
+        assert summary[phase]["json_valid"] == round(sum(parsed) / 6, 4)
+        assert set(summary[phase]["field_match"]) == {"name", "age", "city", "job"}
+
+
+def test_continued_pretraining_lowers_perplexity_and_trains_embeddings(tmp_path):
+    run_dir, summary = finished(tmp_path, "recipes/continued_pretraining.py", "train.max_steps=4", "eval.samples=1",
+                                "eval.max_new_tokens=8")
+    assert summary["after"]["perplexity"] < summary["before"]["perplexity"]
+    assert summary["after"]["perplexity"] == pytest.approx(2.718281828 ** summary["after"]["eval_loss"], rel=1e-3)
+    assert summary["data"]["train"]["truncated"] == 0  # packing cut documents into rows, it dropped nothing
+    weights = load_file(run_dir / "adapter" / "adapter_model.safetensors")
+    [embedding] = [v for k, v in weights.items() if "embed_tokens" in k]
+    from transformers import AutoModelForCausalLM
+
+    from fasttune import models
+
+    base = AutoModelForCausalLM.from_pretrained(models.resolve(models.EMBEDDED))
+    original = base.get_input_embeddings().weight.detach()
+    assert embedding.shape == original.shape
+    assert (embedding.float() - original).abs().max() > 0  # the full embedding matrix was trained
+
+
+@pytest.fixture(scope="module")
+def classification_run(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("classification")
+    return finished(runs, "recipes/classification.py", "model.backend=hf", "train.max_steps=8",
+                    "eval.metric_rows=24", "eval.samples=2")
+
+
+def test_classification_metrics_and_confusion_matrix(classification_run):
+    run_dir, summary = classification_run
+    after = summary["after"]
+    labels = json.loads((run_dir / "config.json").read_text())["task"]["labels"]
+    assert len(labels) == 6
+    matrix = after["confusion"]["rows_true_cols_predicted"]
+    assert sum(map(sum, matrix)) == after["rows"] == 24  # every prediction is one of the labels
+    assert after["accuracy"] == round(sum(matrix[i][i] for i in range(6)) / 24, 4)
+    assert summary["after"]["eval_loss"] < summary["before"]["eval_loss"]
+    assert (run_dir / "confusion.png").stat().st_size > 10_000
+
+
+def test_predict_answers_only_valid_labels_and_agrees_with_the_run(classification_run, tmp_path):
+    run_dir, summary = classification_run
+    labels = json.loads((run_dir / "config.json").read_text())["task"]["labels"]
+    result = run_cli("predict", str(run_dir), "--text", "wake me up at six tomorrow", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    [answer] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert answer["label"] in labels and set(answer["probabilities"]) == set(labels)
+    assert sum(answer["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    # the first 24 eval rows, scored by predict, give the accuracy the run recorded
+    first = tmp_path / "first.jsonl"
+    first.write_text("\n".join((ROOT / "recipes/data/intent_eval.jsonl").read_text().splitlines()[:24]) + "\n")
+    result = run_cli("predict", str(run_dir), "--file", str(first))
+    assert result.returncode == 0, result.stderr[-2000:]
+    accuracy = float(re.search(r"accuracy ([0-9.]+)", result.stdout).group(1))
+    assert accuracy == pytest.approx(summary["after"]["accuracy"], abs=1 / 24 + 1e-6)
+
+
+def test_predict_refuses_a_label_outside_the_set(classification_run, tmp_path):
+    run_dir, _ = classification_run
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "play jazz", "label": "play_music"}\n{"text": "hi", "label": "greeting"}\n')
+    result = run_cli("predict", str(run_dir), "--file", str(bad))
+    assert result.returncode == 2
+    assert f"{bad}:2: label: label 'greeting' is not one of the valid labels" in result.stderr
