@@ -18,6 +18,38 @@ CHATML = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
+# fasttune's tool-calling template, for models whose own template has no tools (SmolLM2's has
+# none): ChatML with the Hermes / Qwen2.5 conventions — tool signatures in the system turn inside
+# <tools></tools>, calls as {"name", "arguments"} JSON inside <tool_call></tool_call>, and results
+# returned as a user turn inside <tool_response></tool_response>. It is saved with the tokenizer, so
+# training, evaluation, `fasttune chat` and every export render tool calls identically.
+TOOLS_CHATML = (
+    # Every newline sits inside {{ '...' }}: transformers renders with trim_blocks, which would drop
+    # a newline written right after a {% %} tag.
+    "{% if tools %}{{ '<|im_start|>system\\n' }}"
+    "{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] + '\\n\\n' }}{% endif %}"
+    "{{ '# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\\n<tools>' }}"
+    "{% for tool in tools %}{{ '\\n' + (tool | tojson) }}{% endfor %}"
+    "{{ '\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments within "
+    "<tool_call></tool_call> XML tags:\\n<tool_call>\\n{\"name\": <function-name>, \"arguments\": <args-json-object>}"
+    "\\n</tool_call><|im_end|>\\n' }}"
+    "{% elif messages[0]['role'] == 'system' %}{{ '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{% endif %}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' and loop.first %}"
+    "{% elif message['role'] == 'tool' %}"
+    "{{ '<|im_start|>user\\n<tool_response>\\n' + message['content'] + '\\n</tool_response><|im_end|>\\n' }}"
+    "{% elif message['role'] == 'assistant' and message.get('tool_calls') %}{{ '<|im_start|>assistant\\n' }}"
+    "{% if message['content'] %}{{ message['content'] + '\\n' }}{% endif %}"
+    "{% for call in message['tool_calls'] %}{% if not loop.first %}{{ '\\n' }}{% endif %}"
+    "{{ '<tool_call>\\n' + ({'name': call['function']['name'], 'arguments': call['function']['arguments']} | tojson)"
+    " + '\\n</tool_call>' }}{% endfor %}{{ '<|im_end|>\\n' }}"
+    "{% else %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
 IGNORE = -100  # label of tokens the loss skips (PyTorch's cross-entropy ignore_index)
 
 
@@ -33,19 +65,20 @@ def ensure_chat_template(tokenizer) -> str:
     return "chatml"
 
 
-def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False, tools: list | None = None) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                         **({"tools": tools} if tools else {}))
 
 
-def assistant_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
+def assistant_spans(tokenizer, messages: list[dict], tools: list | None = None) -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the character span of each assistant turn (with its end token)."""
-    text = render(tokenizer, messages)
+    text = render(tokenizer, messages, tools=tools)
     spans = []
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        before = render(tokenizer, messages[:i], add_generation_prompt=True)
-        upto = render(tokenizer, messages[: i + 1])
+        before = render(tokenizer, messages[:i], add_generation_prompt=True, tools=tools)
+        upto = render(tokenizer, messages[: i + 1], tools=tools)
         if not (upto.startswith(before) and text.startswith(upto)):
             raise TemplateError(
                 "the chat template does not render a conversation's beginning as the beginning of its text, "
@@ -62,9 +95,9 @@ class Tokenized:
     truncated: bool
 
 
-def tokenize_conversation(tokenizer, messages: list[dict], max_length: int) -> Tokenized:
+def tokenize_conversation(tokenizer, messages: list[dict], max_length: int, tools: list | None = None) -> Tokenized:
     """Token ids of the rendered conversation; labels are the ids on assistant turns, IGNORE elsewhere."""
-    text, spans = assistant_spans(tokenizer, messages)
+    text, spans = assistant_spans(tokenizer, messages, tools)
     encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = encoding["input_ids"]
     labels = [

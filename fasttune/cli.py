@@ -1,4 +1,4 @@
-"""The `fasttune` command line: `fasttune run RECIPE [key=value ...]`, `fasttune predict RUN_DIR`, `fasttune env`.
+"""The `fasttune` command line: run, predict, export, chat, env.
 
 Importing this module is cheap (no torch, transformers or trl): help, recipe checks and data
 errors come back in well under a second.
@@ -85,6 +85,68 @@ def predict(run_dir, texts, file_, as_json):
     if scored and not as_json:
         correct = sum(r["label"] == r["true_label"] for r in scored)
         click.echo(f"accuracy {correct / len(scored):.3f} ({correct}/{len(scored)} rows with a label)")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--to", "formats", multiple=True, required=True, type=click.Choice(["adapter", "merged", "gguf"]),
+              help="What to write (repeatable): the LoRA adapter, merged 16-bit weights, or GGUF.")
+@click.option("--quant", "quants", default="f16", show_default=True,
+              help="GGUF types, comma-separated: f16, bf16, q8_0, q4_k_m, q5_k_m, q6_k.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder [default: RUN_DIR/export].")
+@click.option("--force", is_flag=True, help="Replace outputs that already exist.")
+@click.option("--verify-prompts", default=3, show_default=True, help="Held-out prompts each GGUF is checked on (0: skip).")
+def export(run_dir, formats, quants, out, force, verify_prompts):
+    """Export a finished run: adapter, merged 16-bit weights, or GGUF checked against the merged model."""
+    from fasttune.export.gguf import ExportError
+    from fasttune.export.pipeline import export as run_export
+
+    try:
+        report = run_export(run_dir, list(formats), [q.strip() for q in quants.split(",") if q.strip()], out,
+                            force, verify_prompts, progress=click.echo)
+    except (ConfigError, DataError, ExportError) as error:
+        fail(error)
+    for item in report["exports"]:
+        size = f"{item['size_bytes'] / 2**20:.1f} MiB" if "size_bytes" in item else ""
+        click.echo(f"{item['format']:8} {item.get('quant', ''):7} {size:>10}  {item['path']}")
+    click.echo(f"Report: {(out or run_dir / 'export') / 'export.json'}")
+
+
+@main.command()
+@click.argument("target", type=click.Path(exists=True, path_type=Path))
+@click.option("--prompt", help="Ask one question, print the answer and exit (otherwise: interactive).")
+@click.option("--system", help="A system message before the conversation.")
+@click.option("--continue", "prefix", metavar="TEXT",
+              help="With --prompt: the answer starts with TEXT and the model continues it (no new turn).")
+@click.option("--max-new-tokens", default=256, show_default=True)
+def chat(target, prompt, system, prefix, max_new_tokens):
+    """Chat with a run folder, a merged model folder or a .gguf, using the template it was trained with."""
+    from fasttune.chat import open_target
+
+    try:
+        bot = open_target(target)
+    except ConfigError as error:
+        fail(error)
+    messages = [{"role": "system", "content": system}] if system else []
+    if prompt is not None:
+        text = bot.render([*messages, {"role": "user", "content": prompt}], prefix)
+        answer = bot.complete(text, max_new_tokens)
+        click.echo(prefix + answer if prefix else answer.strip())
+        return
+    if prefix:
+        fail(ConfigError("--continue needs --prompt"))
+    click.echo("Chat: empty line or Ctrl-D to quit.")
+    while True:
+        try:
+            line = input("> ").strip()
+        except EOFError:
+            break
+        if not line:
+            break
+        messages.append({"role": "user", "content": line})
+        answer = bot.complete(bot.render(messages, None), max_new_tokens).strip()
+        messages.append({"role": "assistant", "content": answer})
+        click.echo(answer)
 
 
 def print_recipe_help(recipe, path: str) -> None:

@@ -153,11 +153,26 @@ class Eval:
         _check(self.batch_size > 0, f"eval.batch_size must be positive, got {self.batch_size}")
 
 
+EXPORT_FORMATS = ("adapter", "merged", "gguf")
+
+
 @dataclass
 class Export:
-    formats: list[str] = field(default_factory=lambda: ["adapter"])
-    """What to write at the end of the run: 'adapter' (LoRA weights, always written)."""
+    formats: list[str] = field(default_factory=list)
+    """Written into the run folder's export/ when training ends: 'adapter', 'merged' (16-bit HF), 'gguf'. The run's adapter/ is always there."""
+    quants: list[str] = field(default_factory=lambda: ["f16"])
+    """GGUF types to write: f16, bf16, q8_0 (written directly), q4_k_m, q5_k_m, q6_k (llama.cpp's quantizer)."""
+    verify_prompts: int = 3
+    """Held-out prompts each GGUF answers greedily, compared token by token with the merged HF model (0: skip)."""
+    verify_tokens: int = 32
+    """Tokens generated per verification prompt."""
 
     def __post_init__(self):
-        unknown = sorted(set(self.formats) - {"adapter"})
-        _check(not unknown, f"export.formats knows only 'adapter' so far, got {unknown}")
+        unknown = sorted(set(self.formats) - set(EXPORT_FORMATS))
+        _check(not unknown, f"export.formats: unknown {unknown}; valid: {', '.join(EXPORT_FORMATS)}")
+        from fasttune.export.gguf import QUANTS
+
+        _check(bool(self.quants), "export.quants must name at least one GGUF type")
+        bad = [q for q in self.quants if q not in QUANTS]
+        _check(not bad, f"export.quants: unknown {bad}; valid: {', '.join(QUANTS)}")
+        _check(self.verify_prompts >= 0, f"export.verify_prompts must be >= 0, got {self.verify_prompts}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 
@@ -33,12 +34,16 @@ class Evaluator:
         n = self.cfg.samples
         lines = ["# Samples: held-out prompts, answered before and after training", ""]
         for i, (prompt, ref, b, a) in enumerate(zip(self.prompts[:n], self.references, before, after), start=1):
+            if isinstance(prompt, dict):  # function calling: messages + tools
+                prompt = prompt["messages"]
             if isinstance(prompt, str):
                 lines.append(f"## {i}. {_one_line(prompt)}")
             else:
                 lines.append(f"## {i}. {_one_line(prompt[-1]['content'])}")
                 if len(prompt) > 1:
                     lines.append(f"_(after {len(prompt) - 1} earlier messages)_")
+            if isinstance(ref, dict):  # GRPO: the columns the rewards see
+                ref = json.dumps({k: v for k, v in ref.items() if k != "prompt"}, ensure_ascii=False)
             lines += ["", f"- **before:** {_one_line(b)}", f"- **after:** {_one_line(a)}",
                       f"- **reference:** {_one_line(ref)}", ""]
         path.write_text("\n".join(lines))

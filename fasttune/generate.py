@@ -6,12 +6,17 @@ from __future__ import annotations
 
 
 def render_prompt(tokenizer, prompt) -> str:
+    """A prompt is raw text, a message list, or {"messages", "tools"} (function calling)."""
     if isinstance(prompt, str):
         return prompt
+    if isinstance(prompt, dict):
+        return tokenizer.apply_chat_template(prompt["messages"], tools=prompt["tools"], tokenize=False,
+                                             add_generation_prompt=True)
     return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 
 
-def generate(model, tokenizer, prompts: list, max_new_tokens: int, batch_size: int = 8) -> list[str]:
+def generate(model, tokenizer, prompts: list, max_new_tokens: int, batch_size: int = 8, strip: bool = True) -> list[str]:
+    """Greedy answers; `strip=False` keeps leading whitespace (continuing a message mid-text)."""
     import torch
 
     device = next(model.parameters()).device
@@ -27,7 +32,7 @@ def generate(model, tokenizer, prompts: list, max_new_tokens: int, batch_size: i
                 out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
                                      pad_token_id=tokenizer.pad_token_id)
             new = out[:, batch["input_ids"].shape[1]:]
-            answers += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+            answers += [t.strip() if strip else t for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
     finally:
         tokenizer.padding_side = side
     return answers

@@ -66,6 +66,11 @@ def resolve(name: str, progress=print) -> str:
     return name  # a hub id; the backend downloads it (HF_TOKEN for gated models)
 
 
+def is_gguf_source(name: str) -> bool:
+    """True when `name` is served from a GGUF (so its weights were dequantized once)."""
+    return name == EMBEDDED or name.lower().endswith(".gguf")
+
+
 def load_failure(name: str, error: Exception) -> str:
     """The message for a model that would not load: what was tried and how to get it."""
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -43,9 +43,17 @@ class Recipe:
             raise ConfigError("train.embedding_lr applies to trained embeddings: set model.lora.train_embeddings=true")
 
     def to_dict(self) -> dict:
-        out = {"name": self.name, "task": {"type": type(self.task).__name__, **dataclasses.asdict(self.task)}}
+        task = {k: plain(v) for k, v in dataclasses.asdict(self.task).items()}
+        out = {"name": self.name, "task": {"type": type(self.task).__name__, **task}}
         out.update({s: dataclasses.asdict(getattr(self, s)) for s in SECTIONS[1:]})
         return out
+
+
+def plain(value: Any) -> Any:
+    """Functions (GRPO rewards) by name, for config.json and --help."""
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return getattr(value, "__name__", value) if callable(value) else value
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -67,6 +75,20 @@ def load_recipe(path: str | Path) -> Recipe:
     if not recipe.name:
         recipe.name = path.stem
     return recipe
+
+
+def recipe_from_config(config: dict) -> Recipe:
+    """Rebuild a Recipe from a run folder's config.json (for export and chat to find the run's data)."""
+    from fasttune import tasks
+    from fasttune.config import LoRA
+
+    task_cfg = dict(config["task"])
+    task = getattr(tasks, task_cfg.pop("type"))(**task_cfg)
+    model_cfg = dict(config["model"])
+    model = Model(**{**model_cfg, "lora": LoRA(**model_cfg["lora"])})
+    return Recipe(task=task, model=model, data=Data(**config["data"]), train=Train(**config["train"]),
+                  eval=Eval(**config["eval"]), log=Log(**config["log"]), export=Export(**config["export"]),
+                  name=config["name"])
 
 
 def apply_overrides(recipe: Recipe, overrides: list[str]) -> Recipe:
@@ -202,7 +224,7 @@ def describe(recipe: Recipe) -> list[tuple[str, str, str, str, str]]:
                 default = f.default_factory()
             else:
                 default = "(required)"
-            rows.append((prefix + f.name, type_name(_field_type(type(obj), f.name)), repr(value),
+            rows.append((prefix + f.name, type_name(_field_type(type(obj), f.name)), repr(plain(value)),
                          repr(default) if default != "(required)" else default, docs.get(f.name, "")))
 
     for section in SECTIONS:

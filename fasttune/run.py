@@ -19,7 +19,6 @@ from rich.console import Console
 from fasttune import backends, models
 from fasttune.config import ConfigError
 from fasttune.data.load import load_rows, split_rows
-from fasttune.data.prepare import tokenize_rows
 from fasttune.data.validate import DataError, Problem, check_rows
 from fasttune.recipe import Recipe
 from fasttune.run_folder import RunFolder, find_checkpoint, write_json
@@ -65,6 +64,12 @@ def run(recipe: Recipe, console: Console | None = None) -> Path:
         summary = _train(recipe, backend, run, train_rows, eval_rows, checkpoint, say, console)
         summary["wall_time_s"] = round(time.perf_counter() - started, 1)
         write_json(run.path / "eval.json", summary)
+        if recipe.export.formats:  # 10. Export, as `fasttune export` would
+            from fasttune.export.pipeline import export
+
+            run.status("exporting", backend=backend.NAME)
+            export(run.path, recipe.export.formats, recipe.export.quants, verify_prompts=recipe.export.verify_prompts,
+                   verify_tokens=recipe.export.verify_tokens, progress=say)
         run.status("finished", backend=backend.NAME)
     except BaseException as error:
         run.fail(error)
@@ -84,33 +89,28 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
         model, tokenizer = backend.load(recipe.model, path, data.max_seq_length, train.gradient_checkpointing, train.seed)
     except OSError as error:  # what from_pretrained raises for a missing or unreachable model
         raise ConfigError(models.load_failure(recipe.model.name, error)) from error
-    from fasttune.chat_template import ensure_chat_template
+    say(f"Model: {recipe.model.name} ({path}), chat template: {task.setup_tokenizer(tokenizer)}")
 
-    say(f"Model: {recipe.model.name} ({path}), chat template: {ensure_chat_template(tokenizer)}")
-
-    # 5. Tokenize with loss masks; report what truncation cut.
-    train_ds, train_stats = tokenize_rows(task, train_rows, tokenizer, data.max_seq_length)
-    eval_ds, eval_stats = tokenize_rows(task, eval_rows, tokenizer, data.max_seq_length)
-    say(train_stats.summary("train", data.max_seq_length))
-    say(eval_stats.summary("eval", data.max_seq_length))
-    if train_stats.rows == 0:
-        raise DataError([Problem(data.path, "", "no row has a trained token left after truncation; raise data.max_seq_length")])
+    # 5. Datasets (tokenized with loss masks for SFT); report what truncation cut.
+    train_ds, eval_ds, stats = task.datasets(train_rows, eval_rows, tokenizer, data.max_seq_length)
+    for split, split_stats in stats.items():
+        say(split_stats.summary(split, data.max_seq_length))
+    if stats["train"].rows == 0:
+        raise DataError([Problem(data.path, "", "no row left to train on after truncation; raise data.max_seq_length")])
 
     if checkpoint:  # so "before" below means the checkpoint, not a fresh adapter
         _load_adapter_weights(model, checkpoint)
 
     # 6. Trainer, trackers.
     wandb_mode = setup_wandb(run.path, run.name, recipe.log.project) if "wandb" in recipe.log.report_to else None
-    from fasttune.trainer import build_sft_trainer
-
     callback = make_callback(run.path / "metrics.jsonl", console)
-    trainer = build_sft_trainer(recipe, model, tokenizer, train_ds, eval_ds, run.path, run.name, [callback])
+    trainer = task.trainer(recipe, model, tokenizer, train_ds, eval_ds, run.path, run.name, [callback])
 
     # 7. Before training: eval loss, the task metric, sample answers.
     from fasttune.evaluate import Evaluator
 
     evaluator = Evaluator(task, eval_rows, recipe.eval)
-    has_eval = len(eval_ds) > 0
+    has_eval = task.has_eval_loss and len(eval_ds) > 0
     before, before_answers = evaluator.run(trainer, backend, model, tokenizer, has_eval)
     say(f"Before training: {_fmt(before)}")
 
@@ -144,7 +144,7 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
         "resumed_from": str(checkpoint) if checkpoint else None,
         "train_runtime_s": round(metrics.get("train_runtime", 0.0), 1),
         "train_tokens": _logged_tokens(run.path),
-        "data": {"train": train_stats.to_dict(), "eval": eval_stats.to_dict()},
+        "data": {split: split_stats.to_dict() for split, split_stats in stats.items()},
     }
 
 

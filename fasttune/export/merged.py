@@ -1,0 +1,52 @@
+"""Merged export: the LoRA delta added into 16-bit base weights, saved in the plain HF layout.
+
+The base weights always come from the original checkpoint (`model.name` resolved again), never from
+the model as it was trained: a QLoRA run trained against a 4-bit copy, and merging into that copy
+would bake the 4-bit rounding into every weight (or, dequantized and re-quantized, round twice).
+The merge is done in float32 and the result stored in the checkpoint's 16-bit dtype (bfloat16 if
+the checkpoint is bfloat16, otherwise float16).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+
+def merge(run_dir: Path, out_dir: Path, progress=print) -> dict:
+    """Write base + adapter merged into `out_dir` (via a temporary folder); return what was done."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from fasttune import models
+
+    config = json.loads((run_dir / "config.json").read_text())
+    name = config["model"]["name"]
+    base_path = models.resolve(name, progress)
+    stored = getattr(AutoConfig.from_pretrained(base_path), "dtype", None)
+    dtype = torch.bfloat16 if str(stored).endswith("bfloat16") else torch.float16
+    progress(f"Merging {run_dir / 'adapter'} into {name} ({base_path}, loaded in float32) -> {dtype}")
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, run_dir / "adapter").merge_and_unload()
+    merged = merged.to(dtype)
+    merged.config.use_cache = True
+    tokenizer = AutoTokenizer.from_pretrained(run_dir / "adapter")  # carries the chat template trained with
+
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        merged.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        tmp.rename(out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "format": "merged",
+        "path": str(out_dir),
+        "dtype": str(dtype).replace("torch.", ""),
+        "base_weights": f"{name} from {base_path} (the original checkpoint, not the training copy; "
+                        f"{'dequantized from GGUF' if models.is_gguf_source(name) else 'as published'})",
+        "size_bytes": sum(f.stat().st_size for f in out_dir.rglob("*") if f.is_file()),
+    }

@@ -1,0 +1,168 @@
+"""GRPO: reinforcement fine-tuning with programmable rewards (TRL's GRPOTrainer).
+
+Data: a `prompt` column (a string, or a list of chat messages) plus any other columns, which reach
+the reward functions by name. For each prompt the model samples `num_generations` completions, the
+rewards score them, and the policy moves toward the better ones relative to the group.
+
+Reward functions follow TRL's convention, `reward(prompts, completions, **columns) -> list[float]`;
+several can be given with weights. fasttune wraps each one so that a reward function that raises,
+returns the wrong number of values or a non-number stops the run with a message naming it, instead
+of a traceback from deep inside the trainer. The same functions score greedy answers to held-out
+prompts before and after training (eval.json: the mean of each reward and the weighted total).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+from fasttune.config import ConfigError
+from fasttune.data.prepare import PrepStats
+from fasttune.tasks.base import Task
+
+
+class RewardError(ConfigError):
+    """A reward function misbehaved; the message names it."""
+
+
+def checked(fn: Callable) -> Callable:
+    name = getattr(fn, "__name__", repr(fn))
+
+    def reward(prompts, completions, **columns):
+        try:
+            values = fn(prompts, completions, **columns)
+        except Exception as error:
+            raise RewardError(f"reward function '{name}' raised {type(error).__name__}: {error}") from error
+        if not isinstance(values, list | tuple) or len(values) != len(completions):
+            got = len(values) if isinstance(values, list | tuple) else type(values).__name__
+            raise RewardError(f"reward function '{name}' returned {got} values for {len(completions)} completions")
+        bad = [v for v in values if v is not None and not (isinstance(v, int | float) and math.isfinite(v))]
+        if bad:
+            raise RewardError(f"reward function '{name}' returned {bad[0]!r}; rewards must be finite numbers (or None)")
+        return list(values)
+
+    reward.__name__ = name
+    return reward
+
+
+@dataclass
+class GRPO(Task):
+    rewards: list[Callable] = field(default_factory=list)
+    """Reward functions, reward(prompts, completions, **columns) -> list[float]; see fasttune.rewards."""
+    reward_weights: list[float] = field(default_factory=list)
+    """One weight per reward function (empty: all 1.0)."""
+    system_prompt: str = ""
+    """A system message put before every prompt (e.g. the answer format the rewards expect)."""
+    prompt_column: str = "prompt"
+    """Column holding the prompt: a string or a list of chat messages."""
+    num_generations: int = 4
+    """Completions sampled per prompt; the group their rewards are compared within."""
+    max_prompt_length: int = 256
+    """Prompts longer than this many tokens are left out (and counted): a cut prompt loses its question."""
+    max_completion_length: int = 64
+    """Longest sampled completion, in tokens."""
+    temperature: float = 1.0
+    """Sampling temperature for the completions."""
+    beta: float = 0.04
+    """Weight of the KL penalty toward the starting model (0: none, and no reference model kept)."""
+
+    name: ClassVar[str] = "grpo"
+    scores_outputs: ClassVar[bool] = True
+    has_eval_loss: ClassVar[bool] = False
+
+    def __post_init__(self):
+        if not self.rewards or not all(callable(r) for r in self.rewards):
+            raise ConfigError("task.rewards must list at least one reward function (see fasttune.rewards)")
+        if self.reward_weights and len(self.reward_weights) != len(self.rewards):
+            raise ConfigError(f"task.reward_weights has {len(self.reward_weights)} weights for {len(self.rewards)} rewards")
+        if self.num_generations < 2:
+            raise ConfigError("task.num_generations must be at least 2: GRPO compares completions within a group")
+
+    def check_row(self, row: dict) -> list[tuple[str, str]]:
+        col = self.prompt_column
+        if col not in row:
+            return [(col, f"missing (this row has: {', '.join(sorted(row)) or 'no fields'})")]
+        prompt = row[col]
+        if isinstance(prompt, str):
+            return [] if prompt.strip() else [(col, "is empty")]
+        if isinstance(prompt, list) and prompt:
+            return [(f"{col}[{i}]", "must be an object with string role and content") for i, m in enumerate(prompt)
+                    if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str))]
+        return [(col, f"must be a string or a list of messages, got {type(prompt).__name__}")]
+
+    def messages(self, row: dict) -> list[dict]:
+        prompt = row[self.prompt_column]
+        turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        return ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else []) + turns
+
+    def columns(self, row: dict) -> dict[str, Any]:
+        return {k: v for k, v in row.items() if k != self.prompt_column}
+
+    def datasets(self, train_rows: list, eval_rows: list, tokenizer, max_length: int):
+        """Prompt datasets (TRL's conversational "prompt" column plus the other columns)."""
+        import datasets
+
+        from fasttune.generate import render_prompt
+
+        out, stats = [], {}
+        for split, rows in (("train", train_rows), ("eval", eval_rows)):
+            kept, st = [], PrepStats()
+            for row in rows:
+                n = len(tokenizer(render_prompt(tokenizer, self.messages(row.data)), add_special_tokens=False)["input_ids"])
+                if n > self.max_prompt_length:
+                    st.dropped += 1
+                    continue
+                st.rows, st.tokens = st.rows + 1, st.tokens + n
+                kept.append({"prompt": self.messages(row.data), **self.columns(row.data)})
+            out.append(datasets.Dataset.from_list(kept) if kept else datasets.Dataset.from_dict({"prompt": []}))
+            stats[split] = st
+        return out[0], out[1], stats
+
+    def trainer(self, recipe, model, tokenizer, train_ds, eval_ds, run_dir, run_name: str, callbacks: list):
+        from trl import GRPOConfig, GRPOTrainer  # after unsloth (backends.choose ran first)
+
+        from fasttune.trainer import mixed_precision
+
+        train, log = recipe.train, recipe.log
+        batch = train.batch_size * train.grad_accum
+        if batch % self.num_generations:
+            raise ConfigError(f"train.batch_size x train.grad_accum ({batch}) must be a multiple of "
+                              f"task.num_generations ({self.num_generations}): each prompt's group fills whole batches")
+        args = GRPOConfig(
+            output_dir=str(run_dir / "checkpoints"), run_name=run_name, max_steps=train.max_steps,
+            num_train_epochs=train.epochs, per_device_train_batch_size=train.batch_size,
+            gradient_accumulation_steps=train.grad_accum, learning_rate=train.lr, lr_scheduler_type=train.lr_scheduler,
+            warmup_steps=train.warmup_ratio, weight_decay=train.weight_decay, seed=train.seed,
+            logging_steps=log.logging_steps, report_to=list(log.report_to) or "none", disable_tqdm=True,
+            save_strategy="steps" if train.save_steps else "no",
+            **({"save_steps": train.save_steps, "save_total_limit": 2} if train.save_steps else {}),
+            num_generations=self.num_generations, max_completion_length=self.max_completion_length,
+            temperature=self.temperature, beta=self.beta,
+            reward_weights=list(self.reward_weights) or None, dataloader_pin_memory=False,
+            **mixed_precision(model),
+        )
+        from transformers import PrinterCallback
+
+        trainer = GRPOTrainer(model=model, reward_funcs=[checked(r) for r in self.rewards], args=args,
+                              train_dataset=train_ds, processing_class=tokenizer, callbacks=callbacks)
+        trainer.remove_callback(PrinterCallback)
+        return trainer
+
+    def prompt(self, row: dict):
+        return self.messages(row), {"prompt": self.messages(row), **self.columns(row)}
+
+    def metrics(self, predictions: list[str], references: list[dict], eval_loss: float | None) -> dict:
+        if not predictions:
+            return {}
+        prompts = [r["prompt"] for r in references]
+        completions = [[{"role": "assistant", "content": p}] for p in predictions]
+        columns = {k: [r[k] for r in references] for k in references[0] if k != "prompt"}
+        weights = list(self.reward_weights) or [1.0] * len(self.rewards)
+        means, total = {}, 0.0
+        for fn, weight in zip(self.rewards, weights):
+            values = [v for v in checked(fn)(prompts, completions, **columns) if v is not None]
+            mean = sum(values) / len(values) if values else 0.0
+            means[fn.__name__] = round(mean, 4)
+            total += weight * mean
+        return {"reward": round(total, 4), "rewards": means, "rows": len(predictions)}

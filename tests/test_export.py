@@ -1,0 +1,117 @@
+"""Export and chat, offline: a few training steps, then adapter, merged and GGUF (f16, q8_0, q4_k_m)
+from one run; the merged model matches the adapter model, llama.cpp's f16 answers match
+transformers' token for token, and `fasttune chat` answers the same through every target."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from conftest import run_cli
+
+PROMPT = "What is the capital of France?"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    result = run_cli("run", "recipes/chat_sft.py", "model.backend=hf", "train.max_steps=4", "eval.samples=0",
+                     "log.report_to=[]", f"log.runs_dir={runs}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    [path] = list(runs.iterdir())
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir):
+    result = run_cli("export", str(run_dir), "--to", "adapter", "--to", "merged", "--to", "gguf",
+                     "--quant", "f16,q8_0,q4_k_m", "--verify-prompts", "2")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return run_dir / "export", json.loads((run_dir / "export" / "export.json").read_text())
+
+
+def test_all_forms_are_written(exported):
+    out, report = exported
+    kinds = [(e["format"], e.get("quant")) for e in report["exports"]]
+    assert kinds == [("adapter", None), ("merged", None), ("gguf", "f16"), ("gguf", "q8_0"), ("gguf", "q4_k_m")]
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert (out / "merged" / "model.safetensors").is_file() and (out / "merged" / "chat_template.jinja").is_file()
+    sizes = {e["quant"]: e["size_bytes"] for e in report["exports"] if e["format"] == "gguf"}
+    assert sizes["q4_k_m"] < sizes["q8_0"] < sizes["f16"]
+    assert not list(out.glob(".*tmp*")), "temporary files left behind"
+
+
+def test_merged_matches_the_adapter_model(run_dir, exported):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from fasttune import models
+
+    out, report = exported
+    merged_info = next(e for e in report["exports"] if e["format"] == "merged")
+    assert merged_info["dtype"] == "float16" and "original checkpoint" in merged_info["base_weights"]
+    tokenizer = AutoTokenizer.from_pretrained(out / "merged")
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": PROMPT}], add_generation_prompt=True,
+                                        return_tensors="pt", return_dict=True)["input_ids"]
+    base = AutoModelForCausalLM.from_pretrained(models.resolve(models.EMBEDDED), dtype=torch.float32)
+    with torch.no_grad():
+        adapter_logits = PeftModel.from_pretrained(base, run_dir / "adapter").eval()(ids).logits
+        merged = AutoModelForCausalLM.from_pretrained(out / "merged", dtype=torch.float32).eval()
+        merged_logits = merged(ids).logits
+    # float16 storage rounds each weight by ~1e-3 relative; logits stay within a few hundredths
+    assert (merged_logits - adapter_logits).abs().max() < 0.1
+    assert torch.equal(merged_logits[0, -1].argmax(), adapter_logits[0, -1].argmax())
+
+
+def test_f16_gguf_answers_exactly_like_the_merged_model(exported):
+    _, report = exported
+    f16 = next(e for e in report["exports"] if e.get("quant") == "f16")
+    v = f16["verification"]
+    assert v["exact_prompts"] == 2 and v["matched_tokens"] == v["total_tokens"] > 0
+    for quant in ("q8_0", "q4_k_m"):
+        q = next(e for e in report["exports"] if e.get("quant") == quant)["verification"]
+        assert all(p["gguf_tokens"] > 0 for p in q["prompts"])  # loads and produces text
+
+
+def test_modelfile_names_the_file_and_the_template(exported):
+    out, _ = exported
+    text = (out / "model-q4_k_m.Modelfile").read_text()
+    assert "FROM ./model-q4_k_m.gguf" in text
+    assert "<|im_start|>{{ .Role }}" in text and 'PARAMETER stop "<|im_end|>"' in text
+    assert 'SYSTEM """You are a helpful AI assistant named SmolLM' in text  # the template's default system turn
+
+
+def test_chat_answers_the_same_through_run_merged_and_gguf(run_dir, exported):
+    out, _ = exported
+    answers = {}
+    for name, target in {"run": run_dir, "merged": out / "merged", "gguf": out / "model-f16.gguf"}.items():
+        result = run_cli("chat", str(target), "--prompt", PROMPT, "--max-new-tokens", "24")
+        assert result.returncode == 0, result.stderr[-2000:]
+        answers[name] = result.stdout.strip()
+    assert answers["run"] and answers["run"] == answers["merged"] == answers["gguf"], answers
+
+
+def test_chat_continue_extends_the_assistant_message(exported):
+    out, _ = exported
+    prefix = "Ahoy! The capital of France"
+    result = run_cli("chat", str(out / "merged"), "--prompt", PROMPT, "--continue", prefix, "--max-new-tokens", "12")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith(prefix) and len(result.stdout.strip()) > len(prefix)
+
+
+def test_export_refuses_bad_requests_without_writing(run_dir, exported, tmp_path):
+    result = run_cli("export", str(run_dir), "--to", "gguf", "--quant", "q3_xx")
+    assert result.returncode == 2 and "unknown GGUF quantization q3_xx; valid: f16" in result.stderr
+    result = run_cli("export", str(run_dir), "--to", "merged")
+    assert result.returncode == 2 and "exists; pass --force" in result.stderr
+    fake = tmp_path / "classifier"
+    shutil.copytree(run_dir, fake, ignore=shutil.ignore_patterns("export", "checkpoints"))
+    config = json.loads((fake / "config.json").read_text())
+    config["task"] = {"type": "Classification", "labels": ["a", "b"]}
+    (fake / "config.json").write_text(json.dumps(config))
+    result = run_cli("export", str(fake), "--to", "gguf")
+    assert result.returncode == 2 and "classification model cannot be exported to GGUF" in result.stderr
+    assert not (fake / "export").exists()

@@ -1,0 +1,179 @@
+"""GGUF export on real components: the embedded SmolLM2 folder written by fasttune.export.gguf, run by
+llama.cpp (llama-cpp-python) and compared with transformers; tiny random qwen2/qwen3/mistral/llama
+models for the architecture-specific tensors. Each GGUF is written once per module."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from fasttune import models
+from fasttune.export import gguf as export
+
+PROMPTS = ["What is the capital of France?", "Write a short poem about the sea."]
+MAX_NEW = 24
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    from pathlib import Path
+
+    return Path(models.resolve(models.EMBEDDED))
+
+
+@pytest.fixture(scope="module")
+def exports(smollm2, tmp_path_factory):
+    """SmolLM2 written as f16, q8_0 and q4_k_m: {quant: path}; timings printed with -s."""
+    out = tmp_path_factory.mktemp("gguf")
+    paths = {}
+    for quant in ("f16", "q8_0", "q4_k_m"):
+        start = time.perf_counter()
+        paths[quant] = export.write_gguf(smollm2, out / f"smollm2-{quant}.gguf", quant)
+        print(f"{quant}: {paths[quant].stat().st_size / 2**20:.1f} MiB in {time.perf_counter() - start:.1f} s")
+    return paths
+
+
+def chat_prompt(tokenizer, question: str) -> str:
+    return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
+def test_f16_greedy_matches_transformers(smollm2, exports, tokenizer):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.float32).eval()
+    answers = []
+    for question in PROMPTS:
+        text = chat_prompt(tokenizer, question)
+        ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
+        with torch.no_grad():
+            out = model.generate(ids, max_new_tokens=MAX_NEW, do_sample=False, pad_token_id=tokenizer.eos_token_id)
+        hf = out[0, ids.shape[1]:].tolist()
+        hf = hf[:hf.index(tokenizer.eos_token_id)] if tokenizer.eos_token_id in hf else hf
+        llama = export.greedy_tokens(exports["f16"], text, MAX_NEW)
+        print(f"{question!r}: {len(llama)} tokens, llama.cpp {tokenizer.decode(llama)!r}")
+        assert llama == hf, (tokenizer.decode(llama), tokenizer.decode(hf))
+        answers.append(llama)
+    assert "Paris" in tokenizer.decode(answers[0])
+    assert sum(map(len, answers)) >= 16
+
+
+def test_metadata(exports, tokenizer, smollm2):
+    import gguf
+
+    reader = gguf.GGUFReader(exports["f16"])
+    fields = {name: field.contents() for name, field in reader.fields.items()}
+    assert fields["general.architecture"] == "llama"
+    assert fields["tokenizer.ggml.pre"] == "smollm"
+    assert fields["tokenizer.chat_template"] == (smollm2 / "chat_template.jinja").read_text()
+    assert fields["tokenizer.ggml.bos_token_id"] == tokenizer.bos_token_id
+    assert fields["tokenizer.ggml.eos_token_id"] == tokenizer.eos_token_id
+    assert fields["llama.rope.freq_base"] == 100000.0
+    assert fields["llama.attention.head_count_kv"] == 3
+    types = {t.name: t.tensor_type.name for t in reader.tensors}
+    assert "output.weight" not in types  # tied: llama.cpp reuses token_embd
+    assert types["blk.0.attn_norm.weight"] == "F32" and types["blk.0.attn_q.weight"] == "F16"
+
+
+def test_quantized_exports_run_and_shrink(exports, tokenizer):
+    sizes = {quant: path.stat().st_size for quant, path in exports.items()}
+    assert sizes["q4_k_m"] < sizes["q8_0"] < sizes["f16"]
+    for quant in ("q8_0", "q4_k_m"):
+        tokens = export.greedy_tokens(exports[quant], chat_prompt(tokenizer, PROMPTS[0]), 16)
+        print(f"{quant}: {tokenizer.decode(tokens)!r}")
+        assert tokenizer.decode(tokens).strip()
+
+
+def tiny_model(kind: str, folder, smollm2):
+    """A random 2-layer model of `kind` with SmolLM2's tokenizer, saved into `folder`."""
+    import transformers as tf
+
+    common = dict(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                  tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, initializer_range=0.2)
+    config = {
+        "llama": lambda: tf.LlamaConfig(**common, attention_bias=True, rope_parameters={
+            "rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 64}),
+        "qwen2": lambda: tf.Qwen2Config(**common),
+        "qwen3": lambda: tf.Qwen3Config(**{**common, "head_dim": 32}),
+        "mistral": lambda: tf.MistralConfig(**{**common, "tie_word_embeddings": False}),
+    }[kind]()
+    torch.manual_seed(0)
+    model = tf.AutoModelForCausalLM.from_config(config).eval()
+    with torch.no_grad():  # norms and biases away from their 1/0 init, so mistakes in them show
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                param.uniform_(0.5, 1.5)
+            elif param.ndim == 1:
+                param.normal_(0, 0.2)
+    model.save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        shutil.copy(smollm2 / name, folder / name)
+    return model
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen3", "mistral"])
+def test_architectures_match_transformers_logits(kind, smollm2, tmp_path, monkeypatch):
+    """q/k permutation and biases (llama), Llama-3 rope factors, qwen2 biases, qwen3 q/k norms and
+    head_dim, an untied output (mistral): llama.cpp's logits on the f16 file equal transformers'."""
+    import llama_cpp
+    from transformers import AutoTokenizer
+
+    model = tiny_model(kind, tmp_path / kind, smollm2)
+    if kind.startswith("qwen"):
+        # transformers 5 gives a qwen folder Qwen's own pre-tokenizer whatever tokenizer.json says
+        # (llama.cpp's "qwen2"); over SmolLM2's vocabulary that hashes to a value llama.cpp never saw.
+        digest = export.pre_tokenizer_hash(AutoTokenizer.from_pretrained(tmp_path / kind))
+        monkeypatch.setitem(export.PRE_TOKENIZERS, digest, "qwen2")
+    path = export.write_gguf(tmp_path / kind, tmp_path / f"{kind}.gguf", "f16")
+    ids = [1, 4093, 198, 1780, 314, 260, 3575, 282, 4649, 47, 2, 198, 1, 520, 9531, 198, 504, 3575]
+    with torch.no_grad():
+        expected = model(torch.tensor([ids])).logits[0].numpy()
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, n_threads=1, verbose=False, logits_all=True)
+    try:
+        llm.eval(ids)
+        got = np.array(llm.scores[:len(ids)])
+    finally:
+        llm.close()
+    assert (got.argmax(-1) == expected.argmax(-1)).all()
+    assert np.abs(got - expected).max() < 0.1, np.abs(got - expected).max()  # f16 weights; logits ~±9
+
+
+def test_unsupported_architecture(smollm2, tmp_path):
+    import json
+
+    folder = tmp_path / "neox"
+    folder.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        shutil.copy(smollm2 / name, folder / name)
+    config = json.loads((smollm2 / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "gpt_neox"}))
+    with pytest.raises(export.ExportError, match="gpt_neox") as error:
+        export.write_gguf(folder, tmp_path / "out.gguf")
+    assert all(kind in str(error.value) for kind in export.SUPPORTED)
+    assert list(tmp_path.glob("*.gguf*")) == [] and not list(tmp_path.glob(".*"))
+
+
+def test_unknown_quant(smollm2, tmp_path):
+    with pytest.raises(export.ExportError) as error:
+        export.write_gguf(smollm2, tmp_path / "out.gguf", "q3_xx")
+    assert "q3_xx" in str(error.value) and all(q in str(error.value) for q in export.QUANTS)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupted_export_leaves_nothing(smollm2, tmp_path):
+    """Ctrl-C after the intermediate f16 file is written and before llama.cpp quantizes it."""
+
+    def progress(message: str) -> None:
+        if message.startswith("quantizing"):
+            assert len(list(tmp_path.iterdir())) == 1  # the hidden f16 intermediate, complete
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        export.write_gguf(smollm2, tmp_path / "out.gguf", "q4_k_m", progress=progress)
+    assert list(tmp_path.iterdir()) == []
