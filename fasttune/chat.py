@@ -76,15 +76,9 @@ class GGUFChat:
         return rendered[0]
 
     def complete(self, text: str, max_new_tokens: int) -> str:
-        tokens = self.llm.tokenize(text.encode(), add_bos=False, special=True)
-        out = []
-        for token in self.llm.generate(tokens, top_k=1, temp=0.0, reset=True):
-            if token == self.llm.token_eos():
-                break
-            out.append(token)
-            if len(out) >= max_new_tokens:
-                break
-        return self.llm.detokenize(out).decode(errors="ignore")
+        from fasttune.export.gguf import greedy_continue
+
+        return self.llm.detokenize(greedy_continue(self.llm, text, max_new_tokens)).decode("utf-8", errors="ignore")
 
 
 def open_target(target: Path):

@@ -102,3 +102,61 @@ def test_predict_refuses_a_label_outside_the_set(classification_run, tmp_path):
     result = run_cli("predict", str(run_dir), "--file", str(bad))
     assert result.returncode == 2
     assert f"{bad}:2: label: label 'greeting' is not one of the valid labels" in result.stderr
+
+
+def lora_b_trained(run_dir) -> bool:
+    weights = load_file(run_dir / "adapter" / "adapter_model.safetensors")
+    return all(v.abs().max() > 0 for k, v in weights.items() if "lora_B" in k)
+
+
+def test_grpo_rewards_come_from_real_generations_and_weights_change(tmp_path):
+    run_dir, summary = finished(tmp_path, "recipes/grpo_math.py", "train.max_steps=2", "eval.metric_rows=4",
+                                "eval.samples=4", "eval.max_new_tokens=24", "task.max_completion_length=24", "train.lr=1e-4")
+    assert lora_b_trained(run_dir)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "rewards/answer_match/mean" in r]
+    assert len(steps) == 2 and all(r["completions/mean_length"] > 0 for r in steps)
+    for phase in ("before", "after"):
+        m = summary[phase]
+        assert m["rows"] == 4 and set(m["rewards"]) == {"answer_match", "think_format", "length_penalty"}
+        # answer_match recomputed from the answers samples.md shows for the same 4 prompts
+        answers = re.findall(rf"\*\*{phase}:\*\* (.*)", (run_dir / "samples.md").read_text())
+        refs = re.findall(r"\*\*reference:\*\* (.*)", (run_dir / "samples.md").read_text())
+        from fasttune.rewards import answer_match
+
+        expected = answer_match("answer")(None, answers, answer=[json.loads(r)["answer"] for r in refs])
+        assert m["rewards"]["answer_match"] == round(sum(expected) / 4, 4)
+
+
+def test_grpo_stops_on_a_broken_reward_and_names_it(tmp_path):
+    recipe = tmp_path / "broken.py"
+    recipe.write_text(
+        "from fasttune import Data, Eval, Log, Recipe, Train, tasks\n\n"
+        "def stubborn(prompts, completions, **columns):\n    return [0.0]\n\n"
+        "recipe = Recipe(task=tasks.GRPO(rewards=[stubborn]),\n"
+        f"    data=Data({str(ROOT / 'recipes/data/math_train.jsonl')!r}, eval=0.1),\n"
+        "    train=Train(max_steps=1), eval=Eval(metric_rows=2, samples=0, max_new_tokens=8),\n"
+        f"    log=Log(report_to=[], runs_dir={str(tmp_path / 'runs')!r}))\n")
+    result = run_cli("run", str(recipe))
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "reward function 'stubborn' returned 1 values for 2 completions" in result.stderr
+    [run_dir] = list((tmp_path / "runs").iterdir())
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "failed"
+
+
+def test_function_calling_metric_comes_from_the_answers(tmp_path):
+    run_dir, summary = finished(tmp_path, "recipes/function_calling.py", "train.max_steps=4", "eval.metric_rows=6",
+                                "eval.samples=6", "eval.max_new_tokens=48")
+    assert lora_b_trained(run_dir)
+    assert summary["after"]["eval_loss"] < summary["before"]["eval_loss"]
+    from fasttune.tasks.function_calling import parse_call
+
+    text = (run_dir / "samples.md").read_text()
+    refs = re.findall(r"\*\*reference:\*\* (.*)", text)
+    for phase in ("before", "after"):
+        answers = re.findall(rf"\*\*{phase}:\*\* (.*)", text)
+        calls = [parse_call(a) for a, r in zip(answers, refs) if r != "(no tool call)"]
+        assert summary[phase]["rows"]["with_call"] == len(calls)
+        assert summary[phase]["valid_call"] == round(sum(c is not None for c in calls) / len(calls), 4)
+    tokenizer_template = (run_dir / "adapter" / "chat_template.jinja").read_text()
+    assert "<tool_call>" in tokenizer_template  # the tool template travels with the adapter

@@ -291,20 +291,24 @@ def greedy_tokens(gguf_path: Path, prompt_text: str, max_new_tokens: int, n_thre
     tokens are parsed, no BOS is added) as token ids, up to `max_new_tokens`, the EOS not included."""
     import llama_cpp
 
-    llm = llama_cpp.Llama(model_path=str(gguf_path), n_ctx=512, n_threads=n_threads, verbose=False,
-                          logits_all=False)
+    llm = llama_cpp.Llama(model_path=str(gguf_path), n_ctx=512, n_threads=n_threads, verbose=False, logits_all=False)
     try:
-        prompt = llm.tokenize(prompt_text.encode("utf-8"), add_bos=False, special=True)
-        if len(prompt) + max_new_tokens > llm.n_ctx():
-            raise ValueError(f"{len(prompt)} prompt + {max_new_tokens} new tokens exceed n_ctx {llm.n_ctx()}")
-        out: list[int] = []
-        vocab = llama_cpp.llama_model_get_vocab(llm.model)
-        for token in llm.generate(prompt, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0):
-            if len(out) >= max_new_tokens or llama_cpp.llama_vocab_is_eog(vocab, token):
-                break
-            out.append(token)
-            if len(out) >= max_new_tokens:
-                break
-        return out
+        return greedy_continue(llm, prompt_text, max_new_tokens)
     finally:
         llm.close()
+
+
+def greedy_continue(llm, prompt_text: str, max_new_tokens: int) -> list[int]:
+    """Greedy token ids from an open `llama_cpp.Llama` (no sampling penalties: plain argmax)."""
+    import llama_cpp
+
+    prompt = llm.tokenize(prompt_text.encode("utf-8"), add_bos=False, special=True)
+    if len(prompt) + max_new_tokens > llm.n_ctx():
+        raise ValueError(f"prompt ({len(prompt)} tokens) + {max_new_tokens} new tokens exceed n_ctx {llm.n_ctx()}")
+    out: list[int] = []
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    for token in llm.generate(prompt, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0, reset=True):
+        if len(out) >= max_new_tokens or llama_cpp.llama_vocab_is_eog(vocab, token):
+            break
+        out.append(token)
+    return out
