@@ -46,3 +46,21 @@ def check_rows(rows: Iterable, check_row: Callable[[dict], list[tuple[str, str]]
     if count == 0:
         raise DataError([Problem("data", "", "no rows: the data set is empty")])
 
+
+
+def missing(row: dict, column: str) -> tuple[str, str]:
+    """The problem for an absent column, listing what the row does have (the usual typo)."""
+    return column, f"missing (this row has: {', '.join(sorted(row)) or 'no fields'})"
+
+
+def require_text(row: dict, *columns: str) -> list[tuple[str, str]]:
+    """Each column present, a string, and not blank: the check most tasks start with."""
+    problems = []
+    for column in columns:
+        if column not in row:
+            problems.append(missing(row, column))
+        elif not isinstance(row[column], str):
+            problems.append((column, f"must be a string, got {type(row[column]).__name__}"))
+        elif not row[column].strip():
+            problems.append((column, "is empty"))
+    return problems

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from fasttune.chat_template import tokenize_conversation
+from fasttune.data.validate import missing
 from fasttune.tasks.base import Task
 
 ROLES = ("system", "user", "assistant")
@@ -30,7 +31,7 @@ class ChatSFT(Task):
         """Problems with one row as (field, message): the checks OpenAI's data validator makes, roughly."""
         col = self.column
         if col not in row:
-            return [(col, f"missing (this row has: {', '.join(sorted(row)) or 'no fields'})")]
+            return [missing(row, col)]
         messages = row[col]
         if not isinstance(messages, list) or not messages:
             return [(col, "must be a non-empty list of messages")]

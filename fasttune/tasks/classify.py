@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from fasttune.chat_template import tokenize_conversation
-from fasttune.data.validate import DataError, Problem
+from fasttune.data.validate import DataError, Problem, require_text
 from fasttune.tasks.base import Task
 
 IMBALANCE = 3.0  # warn when the largest class has this many times the rows of the smallest
@@ -44,14 +44,7 @@ class Classification(Task):
         self.train_counts: dict[str, int] = {}
 
     def check_row(self, row: dict) -> list[tuple[str, str]]:
-        problems = []
-        for column in (self.text_column, self.label_column):
-            if column not in row:
-                problems.append((column, f"missing (this row has: {', '.join(sorted(row)) or 'no fields'})"))
-            elif not isinstance(row[column], str):
-                problems.append((column, f"must be a string, got {type(row[column]).__name__}"))
-            elif not row[column].strip():
-                problems.append((column, "is empty"))
+        problems = require_text(row, self.text_column, self.label_column)
         if not problems and self.labels and row[self.label_column] not in self.labels:
             problems.append((self.label_column, self._unknown(row[self.label_column])))
         return problems

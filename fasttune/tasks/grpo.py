@@ -19,6 +19,7 @@ from typing import Any, Callable, ClassVar
 
 from fasttune.config import ConfigError
 from fasttune.data.prepare import PrepStats
+from fasttune.data.validate import missing
 from fasttune.tasks.base import Task
 
 
@@ -82,7 +83,7 @@ class GRPO(Task):
     def check_row(self, row: dict) -> list[tuple[str, str]]:
         col = self.prompt_column
         if col not in row:
-            return [(col, f"missing (this row has: {', '.join(sorted(row)) or 'no fields'})")]
+            return [missing(row, col)]
         prompt = row[col]
         if isinstance(prompt, str):
             return [] if prompt.strip() else [(col, "is empty")]

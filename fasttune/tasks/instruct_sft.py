@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from fasttune.chat_template import IGNORE, tokenize_conversation
+from fasttune.data.validate import require_text
 from fasttune.tasks.base import Task
 
 
@@ -33,14 +34,7 @@ class InstructSFT(Task):
     scores_outputs: ClassVar[bool] = True
 
     def check_row(self, row: dict) -> list[tuple[str, str]]:
-        problems = []
-        for column in ("prompt", "completion"):
-            if column not in row:
-                problems.append((column, f"missing (this row has: {', '.join(sorted(row)) or 'no fields'})"))
-            elif not isinstance(row[column], str):
-                problems.append((column, f"must be a string, got {type(row[column]).__name__}"))
-            elif not row[column].strip():
-                problems.append((column, "is empty"))
+        problems = require_text(row, "prompt", "completion")
         if not problems and self.metric == "json" and _as_object(row["completion"]) is None:
             problems.append(("completion", "metric='json' needs every completion to be a JSON object"))
         return problems

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
+from fasttune.data.validate import require_text
 from fasttune.tasks.base import Task
 
 
@@ -30,14 +31,7 @@ class ContinuedPretraining(Task):
     packs_documents: ClassVar[bool] = True
 
     def check_row(self, row: dict) -> list[tuple[str, str]]:
-        if self.column not in row:
-            return [(self.column, f"missing (this row has: {', '.join(sorted(row)) or 'no fields'})")]
-        value = row[self.column]
-        if not isinstance(value, str):
-            return [(self.column, f"must be a string, got {type(value).__name__}")]
-        if not value.strip():
-            return [(self.column, "is empty")]
-        return []
+        return require_text(row, self.column)
 
     def tokenize(self, row: dict, tokenizer, max_length: int) -> dict:
         # Not truncated: packing cuts documents into rows, nothing is thrown away.
