@@ -52,6 +52,8 @@ def make_callback(metrics_path: Path, console: Console):
                 f.write(json.dumps(record) + "\n")
             if "loss" in logs:
                 text = f"loss {logs['loss']:.4f}  {record.get('tokens_per_second', 0):.0f} tok/s"
+                if "reward" in logs:  # GRPO: the weighted total reward of this step's completions
+                    text += f"  reward {logs['reward']:.3f}"
                 if self.progress:
                     self.progress.update(self.task, description=text)
                 else:

@@ -145,8 +145,8 @@ def test_grpo_stops_on_a_broken_reward_and_names_it(tmp_path):
 
 
 def test_function_calling_metric_comes_from_the_answers(tmp_path):
-    run_dir, summary = finished(tmp_path, "recipes/function_calling.py", "train.max_steps=4", "eval.metric_rows=6",
-                                "eval.samples=6", "eval.max_new_tokens=48")
+    run_dir, summary = finished(tmp_path, "recipes/function_calling.py", "train.max_steps=3", "eval.metric_rows=4",
+                                "eval.samples=4", "eval.max_new_tokens=40", "data.eval=0.03")
     assert lora_b_trained(run_dir)
     assert summary["after"]["eval_loss"] < summary["before"]["eval_loss"]
     from fasttune.tasks.function_calling import parse_call
