@@ -10,6 +10,7 @@ folder exists; anything that fails after that marks the folder 'failed'.
 from __future__ import annotations
 
 import os
+import signal
 import time
 import warnings
 from pathlib import Path
@@ -60,6 +61,8 @@ def run(recipe: Recipe, console: Console | None = None) -> Path:
     write_json(run.path / "config.json", recipe.to_dict())
     run.status("running", backend=backend.NAME)
     say(f"Run folder: {run.path}")
+    # `kill` (SIGTERM) ends the run like Ctrl-C does, so status.json says it was interrupted
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         summary = _train(recipe, backend, run, train_rows, eval_rows, checkpoint, say, console)
         summary["wall_time_s"] = round(time.perf_counter() - started, 1)
@@ -148,10 +151,22 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
     }
 
 
-def _fmt(measured: dict) -> str:
-    """The scalar measurements, for one console line."""
-    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                     for k, v in measured.items() if isinstance(v, int | float) and v is not None)
+def _fmt(measured: dict, prefix: str = "") -> str:
+    """The numbers in a measurement (one level of nesting, e.g. rewards.answer_match), for one line."""
+    parts = []
+    for key, value in measured.items():
+        if isinstance(value, dict) and not prefix:
+            inner = _fmt(value, f"{key}.")
+            parts += [inner] if inner else []
+        elif isinstance(value, float):
+            parts.append(f"{prefix}{key} {value:.4g}")
+        elif isinstance(value, int) and not isinstance(value, bool):
+            parts.append(f"{prefix}{key} {value}")
+    return ", ".join(parts)
+
+
+def _terminated(signum, frame):
+    raise KeyboardInterrupt("terminated (SIGTERM)")
 
 
 def quiet_libraries() -> None:
