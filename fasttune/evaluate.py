@@ -41,7 +41,8 @@ class Evaluator:
             else:
                 lines.append(f"## {i}. {_one_line(prompt[-1]['content'])}")
                 if len(prompt) > 1:
-                    lines.append(f"_(after {len(prompt) - 1} earlier messages)_")
+                    earlier = len(prompt) - 1
+                    lines.append(f"_(after {earlier} earlier message{'s' if earlier > 1 else ''})_")
             if isinstance(ref, dict):  # GRPO: the columns the rewards see
                 ref = json.dumps({k: v for k, v in ref.items() if k != "prompt"}, ensure_ascii=False)
             lines += ["", f"- **before:** {_one_line(b)}", f"- **after:** {_one_line(a)}",
