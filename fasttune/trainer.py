@@ -44,20 +44,15 @@ def embedding_optimizer(model, train):
     return torch.optim.AdamW(groups, lr=train.lr, weight_decay=train.weight_decay)
 
 
-def build_sft_trainer(recipe, model, tokenizer, train_ds, eval_ds, run_dir: Path, run_name: str, callbacks: list):
-    from transformers import PrinterCallback
-    from trl import SFTConfig, SFTTrainer  # after unsloth (backends.choose ran first)
-
+def common_args(recipe, model, run_dir: Path, run_name: str) -> dict:
+    """The TrainingArguments every fasttune trainer (SFT, GRPO) shares, from the recipe."""
     train, log = recipe.train, recipe.log
-    packing = use_packing(train.packing)
-    has_eval = eval_ds is not None and len(eval_ds) > 0
-    args = SFTConfig(
+    return dict(
         output_dir=str(run_dir / "checkpoints"),
         run_name=run_name,
         max_steps=train.max_steps,
         num_train_epochs=train.epochs,
         per_device_train_batch_size=train.batch_size,
-        per_device_eval_batch_size=train.batch_size,
         gradient_accumulation_steps=train.grad_accum,
         learning_rate=train.lr,
         lr_scheduler_type=train.lr_scheduler,
@@ -67,6 +62,30 @@ def build_sft_trainer(recipe, model, tokenizer, train_ds, eval_ds, run_dir: Path
         logging_steps=log.logging_steps,
         save_strategy="steps" if train.save_steps else "no",
         **({"save_steps": train.save_steps, "save_total_limit": 2} if train.save_steps else {}),
+        report_to=list(log.report_to) or "none",
+        disable_tqdm=True,  # fasttune draws its own progress bar
+        dataloader_pin_memory=False,
+        **mixed_precision(model),
+    )
+
+
+def without_printer(trainer):
+    """Drop transformers' PrinterCallback: it prints raw log dicts, fasttune's callback shows them."""
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def build_sft_trainer(recipe, model, tokenizer, train_ds, eval_ds, run_dir: Path, run_name: str, callbacks: list):
+    from trl import SFTConfig, SFTTrainer  # after unsloth (backends.choose ran first)
+
+    train = recipe.train
+    packing = use_packing(train.packing)
+    has_eval = eval_ds is not None and len(eval_ds) > 0
+    args = SFTConfig(
+        **common_args(recipe, model, run_dir, run_name),
+        per_device_eval_batch_size=train.batch_size,
         eval_strategy="steps" if train.eval_steps and has_eval else "no",
         **({"eval_steps": train.eval_steps} if train.eval_steps and has_eval else {}),
         max_length=recipe.data.max_seq_length,
@@ -74,12 +93,8 @@ def build_sft_trainer(recipe, model, tokenizer, train_ds, eval_ds, run_dir: Path
         padding_free=packing,
         # Without packing, batch examples of similar length so little compute goes to padding.
         train_sampling_strategy="random" if packing else "group_by_length",
-        report_to=list(log.report_to) or "none",
-        disable_tqdm=True,  # fasttune draws its own progress bar
-        dataloader_pin_memory=False,
-        **mixed_precision(model),
     )
-    trainer = SFTTrainer(
+    return without_printer(SFTTrainer(
         model=model,
         args=args,
         train_dataset=train_ds,
@@ -87,6 +102,4 @@ def build_sft_trainer(recipe, model, tokenizer, train_ds, eval_ds, run_dir: Path
         processing_class=tokenizer,
         callbacks=callbacks,
         optimizers=(embedding_optimizer(model, train), None) if train.embedding_lr else (None, None),
-    )
-    trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; our callback shows them
-    return trainer
+    ))

@@ -123,32 +123,20 @@ class GRPO(Task):
     def trainer(self, recipe, model, tokenizer, train_ds, eval_ds, run_dir, run_name: str, callbacks: list):
         from trl import GRPOConfig, GRPOTrainer  # after unsloth (backends.choose ran first)
 
-        from fasttune.trainer import mixed_precision
+        from fasttune.trainer import common_args, without_printer
 
-        train, log = recipe.train, recipe.log
+        train = recipe.train
         batch = train.batch_size * train.grad_accum
         if batch % self.num_generations:
             raise ConfigError(f"train.batch_size x train.grad_accum ({batch}) must be a multiple of "
                               f"task.num_generations ({self.num_generations}): each prompt's group fills whole batches")
         args = GRPOConfig(
-            output_dir=str(run_dir / "checkpoints"), run_name=run_name, max_steps=train.max_steps,
-            num_train_epochs=train.epochs, per_device_train_batch_size=train.batch_size,
-            gradient_accumulation_steps=train.grad_accum, learning_rate=train.lr, lr_scheduler_type=train.lr_scheduler,
-            warmup_steps=train.warmup_ratio, weight_decay=train.weight_decay, seed=train.seed,
-            logging_steps=log.logging_steps, report_to=list(log.report_to) or "none", disable_tqdm=True,
-            save_strategy="steps" if train.save_steps else "no",
-            **({"save_steps": train.save_steps, "save_total_limit": 2} if train.save_steps else {}),
+            **common_args(recipe, model, run_dir, run_name),
             num_generations=self.num_generations, max_completion_length=self.max_completion_length,
-            temperature=self.temperature, beta=self.beta,
-            reward_weights=list(self.reward_weights) or None, dataloader_pin_memory=False,
-            **mixed_precision(model),
+            temperature=self.temperature, beta=self.beta, reward_weights=list(self.reward_weights) or None,
         )
-        from transformers import PrinterCallback
-
-        trainer = GRPOTrainer(model=model, reward_funcs=[checked(r) for r in self.rewards], args=args,
-                              train_dataset=train_ds, processing_class=tokenizer, callbacks=callbacks)
-        trainer.remove_callback(PrinterCallback)
-        return trainer
+        return without_printer(GRPOTrainer(model=model, reward_funcs=[checked(r) for r in self.rewards], args=args,
+                                           train_dataset=train_ds, processing_class=tokenizer, callbacks=callbacks))
 
     def prompt(self, row: dict):
         return self.messages(row), {"prompt": self.messages(row), **self.columns(row)}
