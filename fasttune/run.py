@@ -21,8 +21,10 @@ from fasttune import backends, models
 from fasttune.config import ConfigError
 from fasttune.data.load import load_rows, split_rows
 from fasttune.data.validate import DataError, Problem, check_rows
+from fasttune.profiles import warn_unsloth_stack_once
 from fasttune.recipe import Recipe
 from fasttune.run_folder import RunFolder, find_checkpoint, write_json
+from fasttune.throughput import TokenCounter, gpu_peak_gib, reset_gpu_peak
 from fasttune.tracking import make_callback, plot_loss, setup_wandb, wandb_offline_dirs
 
 
@@ -55,6 +57,10 @@ def run(recipe: Recipe, console: Console | None = None) -> Path:
     # 2. Backend: Unsloth is imported here, before transformers/trl/peft.
     backend, why = backends.choose(recipe.model.backend)
     say(f"Backend: {why}")
+    if backend.NAME == "unsloth":
+        import torch
+
+        warn_unsloth_stack_once(torch.cuda.is_available(), say)
 
     # 3. The run folder, marked 'running' until the very end.
     run = RunFolder.create(recipe.log.runs_dir, recipe.name)
@@ -104,10 +110,12 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
     if checkpoint:  # so "before" below means the checkpoint, not a fresh adapter
         _load_adapter_weights(model, checkpoint)
 
-    # 6. Trainer, trackers.
+    # 6. Trainer, trackers; tokens counted by fasttune itself, the same way on every backend.
     wandb_mode = setup_wandb(run.path, run.name, recipe.log.project) if "wandb" in recipe.log.report_to else None
-    callback = make_callback(run.path / "metrics.jsonl", console)
+    tokens = TokenCounter(task.count_tokens)
+    callback = make_callback(run.path / "metrics.jsonl", console, tokens)
     trainer = task.trainer(recipe, model, tokenizer, train_ds, eval_ds, run.path, run.name, [callback])
+    tokens.attach(trainer)
 
     # 7. Before training: eval loss, the task metric, sample answers.
     from fasttune.evaluate import Evaluator
@@ -122,7 +130,9 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
         f"batch {train.batch_size} x {train.grad_accum}, lr {train.lr}")
     if checkpoint:
         say(f"Resuming from {checkpoint}")
+    reset_gpu_peak()
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    peak_gib = gpu_peak_gib()
 
     # 9. After: the same measurements, then samples, adapter, plots.
     after, after_answers = evaluator.run(trainer, backend, model, tokenizer, has_eval)
@@ -137,6 +147,7 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
             say(f"W&B ran offline; upload later with: wandb sync {folder}")
 
     metrics = result.metrics
+    runtime = metrics.get("train_runtime", 0.0)
     return {
         "task": task.name,
         "backend": backend.NAME,
@@ -145,8 +156,11 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
         "train_loss": round(metrics.get("train_loss", float("nan")), 4),
         "steps": trainer.state.global_step,
         "resumed_from": str(checkpoint) if checkpoint else None,
-        "train_runtime_s": round(metrics.get("train_runtime", 0.0), 1),
-        "train_tokens": _logged_tokens(run.path),
+        "train_runtime_s": round(runtime, 1),
+        "train_tokens": tokens.seen,  # non-padding tokens of the training batches in this process
+        "trained_tokens": tokens.trained,  # those that carry loss
+        "tokens_per_second": round(tokens.seen / runtime, 1) if runtime else None,
+        "train_peak_gpu_memory_gib": peak_gib,  # torch's peak during trainer.train(), weights included
         "data": {split: split_stats.to_dict() for split, split_stats in stats.items()},
     }
 
@@ -181,11 +195,3 @@ def _load_adapter_weights(model, checkpoint: Path) -> None:
     from safetensors.torch import load_file
 
     set_peft_model_state_dict(model, load_file(checkpoint / "adapter_model.safetensors"))
-
-
-def _logged_tokens(run_dir: Path) -> int:
-    from fasttune.tracking import read_metrics
-
-    counts = [r["num_tokens"] for r in read_metrics(run_dir / "metrics.jsonl") if "num_tokens" in r]
-    return int(max(counts)) if counts else 0
-

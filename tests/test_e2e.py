@@ -31,7 +31,7 @@ def finished_run(request, tmp_path_factory):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     [run_dir] = list(runs.iterdir())
-    return request.param, run_dir, result.stdout
+    return request.param, run_dir, result.stdout + result.stderr
 
 
 def test_run_folder_is_complete_and_finished(finished_run):
@@ -55,6 +55,18 @@ def test_loss_falls(finished_run):
     assert len(losses) == STEPS
     assert min(losses[-2:]) < losses[0], losses
     assert all(r["tokens_per_second"] > 0 for r in records if "loss" in r)
+
+
+def test_tokens_are_counted_by_fasttune_on_every_backend(finished_run):
+    _, run_dir, stdout = finished_run
+    summary = json.loads((run_dir / "eval.json").read_text())
+    assert 0 < summary["trained_tokens"] < summary["train_tokens"]  # chat SFT: loss on assistant turns only
+    assert summary["tokens_per_second"] == pytest.approx(summary["train_tokens"] / summary["train_runtime_s"], rel=0.05)
+    assert summary["train_peak_gpu_memory_gib"] is None  # no GPU here
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    counts = [r["tokens"] for r in records if "loss" in r]
+    assert counts == sorted(counts) and counts[-1] == summary["train_tokens"]
+    assert "seem to have been set" not in stdout  # generation warns no more (Unsloth set max_length)
     # eval before training (step 0), every train.eval_steps=3 steps, and after training
     assert [r["step"] for r in records if "eval_loss" in r] == [0, 3, 6, 6]
 

@@ -116,6 +116,9 @@ def test_grpo_rewards_come_from_real_generations_and_weights_change(tmp_path):
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if "rewards/answer_match/mean" in r]
     assert len(steps) == 2 and all(r["completions/mean_length"] > 0 for r in steps)
+    # fasttune's own count: 2 steps x 4 completions of at most 24 tokens carry the loss, prompts are seen too
+    assert 0 < summary["trained_tokens"] <= 2 * 4 * 24 < summary["train_tokens"]
+    assert all(r["tokens_per_second"] > 0 for r in records if "loss" in r)
     for phase in ("before", "after"):
         m = summary[phase]
         assert m["rows"] == 4 and set(m["rewards"]) == {"answer_match", "think_format", "length_penalty"}

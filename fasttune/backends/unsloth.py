@@ -39,6 +39,10 @@ def load(model_cfg, path: str, max_seq_length: int, gradient_checkpointing: bool
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=path, max_seq_length=max_seq_length, dtype=dtype, load_in_4bit=use_4bit(model_cfg),
     )
+    # Unsloth sets generation_config.max_length to the context size; since every generate call
+    # (fasttune's and TRL's) passes max_new_tokens, transformers then warned "Both `max_new_tokens`
+    # and `max_length` seem to have been set" on each one. max_new_tokens decides the length anyway.
+    model.generation_config.max_length = None
     lora = model_cfg.lora
     model = FastLanguageModel.get_peft_model(
         model,

@@ -7,6 +7,7 @@ options (they become `task.*` recipe fields) plus these methods; run.py calls no
     datasets(train, eval, tokenizer, max_length) -> (train_ds, eval_ds, {split: PrepStats})
     trainer(recipe, model, tokenizer, train_ds, eval_ds, run_dir, run_name, callbacks) -> a TRL trainer
     tokenize(row, tokenizer, max_length) -> {input_ids, labels, truncated}   (for the SFT default above)
+    count_tokens(batch)       -> (seen, trained)      tokens of one training micro-batch, for tokens/s
     prompt(row)               -> (prompt, reference)  a prompt is a message list or raw text
     predict(model, tokenizer, prompts, cfg) -> [answer]
     metrics(predictions, references, eval_loss) -> {name: value}
@@ -50,6 +51,12 @@ class Task:
         from fasttune.trainer import build_sft_trainer
 
         return build_sft_trainer(recipe, model, tokenizer, train_ds, eval_ds, run_dir, run_name, callbacks)
+
+    def count_tokens(self, batch: dict) -> tuple[int, int]:
+        """(non-padding tokens, tokens with a loss) of one training micro-batch (fasttune/throughput.py)."""
+        from fasttune.throughput import count_lm_batch
+
+        return count_lm_batch(batch)
 
     def predict(self, model, tokenizer, prompts: list, cfg) -> list[str]:
         """Greedy generation with the training template (the model is already in inference mode)."""

@@ -138,6 +138,12 @@ class GRPO(Task):
         return without_printer(GRPOTrainer(model=model, reward_funcs=[checked(r) for r in self.rewards], args=args,
                                            train_dataset=train_ds, processing_class=tokenizer, callbacks=callbacks))
 
+    def count_tokens(self, batch: dict) -> tuple[int, int]:
+        """GRPO trains on generated batches: prompt and completion tokens are seen (masks mark the
+        real ones), and the loss is on the completion tokens."""
+        prompt, completion = int(batch["prompt_mask"].sum()), int(batch["completion_mask"].sum())
+        return prompt + completion, completion
+
     def prompt(self, row: dict):
         return self.messages(row), {"prompt": self.messages(row), **self.columns(row)}
 
