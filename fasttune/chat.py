@@ -11,10 +11,10 @@ with the same Jinja engine transformers uses). Two ways to end the prompt:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from fasttune.config import ConfigError
+from fasttune.errors import ConfigError
+from fasttune.run_folder import is_run_folder, open_run
 
 
 class HFChat:
@@ -24,15 +24,8 @@ class HFChat:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from fasttune import models
-
-        if (target / "adapter").is_dir() and (target / "config.json").is_file() and not (target / "model.safetensors").exists():
-            from peft import PeftModel
-
-            name = json.loads((target / "config.json").read_text())["model"]["name"]
-            base = AutoModelForCausalLM.from_pretrained(models.resolve(name), dtype=torch.float32)
-            self.model = PeftModel.from_pretrained(base, target / "adapter").eval()
-            self.tokenizer = AutoTokenizer.from_pretrained(target / "adapter")
+        if is_run_folder(target):
+            self.model, self.tokenizer = open_run(target).load_model(torch.float32)
         else:
             self.model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32).eval()
             self.tokenizer = AutoTokenizer.from_pretrained(target)
@@ -50,19 +43,13 @@ class HFChat:
 
 
 class GGUFChat:
-    """A .gguf file run by llama.cpp (llama-cpp-python), its template read from the file."""
+    """A .gguf file run by llama.cpp, its template read from the file."""
 
     def __init__(self, target: Path):
-        import gguf
-        import llama_cpp
+        from fasttune import gguf_inference
 
-        reader = gguf.GGUFReader(target)
-        field = reader.fields.get("tokenizer.chat_template")
-        if field is None:
-            raise ConfigError(f"{target}: the GGUF carries no chat template")
-        self.template = bytes(field.parts[field.data[0]]).decode()
-        # one thread: with two, llama.cpp on a busy 2-core machine was measured 3-10x slower
-        self.llm = llama_cpp.Llama(model_path=str(target), n_ctx=2048, n_threads=1, verbose=False)
+        self.template = gguf_inference.chat_template(target)
+        self.llm = gguf_inference.open_model(target)
 
     def render(self, messages: list[dict], prefix: str | None) -> str:
         # transformers' own Jinja renderer, so a GGUF renders exactly as its HF folder did
@@ -76,7 +63,7 @@ class GGUFChat:
         return rendered[0]
 
     def complete(self, text: str, max_new_tokens: int) -> str:
-        from fasttune.export.gguf import greedy_continue
+        from fasttune.gguf_inference import greedy_continue
 
         return self.llm.detokenize(greedy_continue(self.llm, text, max_new_tokens)).decode("utf-8", errors="ignore")
 

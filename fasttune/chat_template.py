@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fasttune.errors import TemplateError
+
 # Used when a model has no chat template of its own (base models).
 CHATML = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
@@ -53,10 +55,6 @@ TOOLS_CHATML = (
 IGNORE = -100  # label of tokens the loss skips (PyTorch's cross-entropy ignore_index)
 
 
-class TemplateError(ValueError):
-    """The chat template cannot be used to mask assistant turns."""
-
-
 def ensure_chat_template(tokenizer) -> str:
     """Give a template-less tokenizer ChatML; return which template is in use."""
     if tokenizer.chat_template:
@@ -68,6 +66,16 @@ def ensure_chat_template(tokenizer) -> str:
 def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False, tools: list | None = None) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
                                          **({"tools": tools} if tools else {}))
+
+
+def render_prompt(tokenizer, prompt) -> str:
+    """A prompt (raw text, a message list, or {"messages", "tools"}) as the text the model continues:
+    raw text as it is, conversations through the chat template ending in the generation prompt."""
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, dict):
+        return render(tokenizer, prompt["messages"], add_generation_prompt=True, tools=prompt["tools"])
+    return render(tokenizer, prompt, add_generation_prompt=True)
 
 
 def assistant_spans(tokenizer, messages: list[dict], tools: list | None = None) -> tuple[str, list[tuple[int, int]]]:

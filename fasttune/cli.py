@@ -14,8 +14,8 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from fasttune.config import ConfigError
-from fasttune.data.validate import DataError
+from fasttune.errors import ConfigError, FasttuneError
+from fasttune.export.formats import FORMATS, QUANTS
 
 RUN_HELP = """Train with the recipe in RECIPE (a Python file ending in `recipe = Recipe(...)`).
 
@@ -24,7 +24,18 @@ Override any field as section.field=value, e.g. `train.lr=1e-4 model.lora.r=32 t
 """
 
 
-@click.group()
+class Commands(click.Group):
+    """Every command's FasttuneError (bad config, data, template, export request) becomes a message
+    and exit 2, with no traceback; anything else is a bug and keeps its traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except FasttuneError as error:
+            fail(error)
+
+
+@click.group(cls=Commands)
 @click.version_option(package_name="fasttune")
 def main():
     """Fine-tune LLMs fast: Unsloth on one GPU, transformers + peft elsewhere."""
@@ -43,16 +54,13 @@ def run(ctx, recipe_path, overrides, show_help):
     if recipe_path is None:
         click.echo(ctx.get_help())
         ctx.exit(0 if show_help else 2)
-    try:
-        recipe = apply_overrides(load_recipe(recipe_path), list(overrides))
-        if show_help:
-            print_recipe_help(recipe, recipe_path)
-            return
-        from fasttune.run import run as run_recipe
+    recipe = apply_overrides(load_recipe(recipe_path), list(overrides))
+    if show_help:
+        print_recipe_help(recipe, recipe_path)
+        return
+    from fasttune.run import run as run_recipe
 
-        run_recipe(recipe)
-    except (ConfigError, DataError) as error:
-        fail(error)
+    run_recipe(recipe)
 
 
 @main.command()
@@ -71,14 +79,12 @@ def env():
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per text, with every label's probability.")
 def predict(run_dir, texts, file_, as_json):
     """Label and probability for each text, from a finished classification run's adapter."""
-    from fasttune.predict import load_classifier, predict as run_predict, rows_to_predict
+    from fasttune.predict import load_classifier, rows_to_predict
+    from fasttune.predict import predict as run_predict
 
-    try:
-        task, config = load_classifier(run_dir)
-        rows = rows_to_predict(task, list(texts), file_)
-        results = run_predict(run_dir, rows, task, config)
-    except (ConfigError, DataError) as error:
-        fail(error)
+    task, run = load_classifier(run_dir)
+    rows = rows_to_predict(task, list(texts), file_)
+    results = run_predict(run, rows, task)
     for r in results:
         click.echo(json.dumps(r, ensure_ascii=False) if as_json else f"{r['label']}\t{r['probability']:.3f}\t{r['text']}")
     scored = [r for r in results if r["true_label"] is not None]
@@ -89,23 +95,19 @@ def predict(run_dir, texts, file_, as_json):
 
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--to", "formats", multiple=True, required=True, type=click.Choice(["adapter", "merged", "gguf"]),
-              help="What to write (repeatable): the LoRA adapter, merged 16-bit weights, or GGUF.")
+@click.option("--to", "formats", multiple=True, required=True, type=click.Choice(list(FORMATS)),
+              help="What to write (repeatable): " + "; ".join(f"{f.name}: {f.help}" for f in FORMATS.values()) + ".")
 @click.option("--quant", "quants", default="f16", show_default=True,
-              help="GGUF types, comma-separated: f16, bf16, q8_0, q4_k_m, q5_k_m, q6_k.")
+              help=f"GGUF types, comma-separated: {', '.join(QUANTS)}.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder [default: RUN_DIR/export].")
 @click.option("--force", is_flag=True, help="Replace outputs that already exist.")
 @click.option("--verify-prompts", default=3, show_default=True, help="Held-out prompts each GGUF is checked on (0: skip).")
 def export(run_dir, formats, quants, out, force, verify_prompts):
     """Export a finished run: adapter, merged 16-bit weights, or GGUF checked against the merged model."""
-    from fasttune.export.gguf import ExportError
     from fasttune.export.pipeline import export as run_export
 
-    try:
-        report = run_export(run_dir, list(formats), [q.strip() for q in quants.split(",") if q.strip()], out,
-                            force, verify_prompts, progress=click.echo)
-    except (ConfigError, DataError, ExportError) as error:
-        fail(error)
+    report = run_export(run_dir, list(formats), [q.strip() for q in quants.split(",") if q.strip()], out,
+                        force, verify_prompts, progress=click.echo)
     for item in report["exports"]:
         size = f"{item['size_bytes'] / 2**20:.1f} MiB" if "size_bytes" in item else ""
         click.echo(f"{item['format']:8} {item.get('quant', ''):7} {size:>10}  {item['path']}")
@@ -123,10 +125,7 @@ def chat(target, prompt, system, prefix, max_new_tokens):
     """Chat with a run folder, a merged model folder or a .gguf, using the template it was trained with."""
     from fasttune.chat import open_target
 
-    try:
-        bot = open_target(target)
-    except ConfigError as error:
-        fail(error)
+    bot = open_target(target)
     messages = [{"role": "system", "content": system}] if system else []
     if prompt is not None:
         text = bot.render([*messages, {"role": "user", "content": prompt}], prefix)
@@ -164,10 +163,9 @@ def print_recipe_help(recipe, path: str) -> None:
         if doc:
             click.echo(textwrap.fill(doc, width=100, initial_indent=" " * 6, subsequent_indent=" " * 6))
 
-def fail(error: Exception) -> None:
+def fail(error: FasttuneError) -> None:
     """Print a user error (no traceback) and exit 2."""
-    label = "Data error" if isinstance(error, DataError) else "Error"
-    click.secho(f"{label}: ", fg="red", bold=True, err=True, nl=False)
+    click.secho(f"{error.label}: ", fg="red", bold=True, err=True, nl=False)
     click.echo(str(error), err=True)
     sys.exit(2)
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-
-class ConfigError(ValueError):
-    """A recipe or override value that cannot work."""
+from fasttune.errors import ConfigError
+from fasttune.export import formats as export_formats
 
 
 def _check(condition: bool, message: str) -> None:
@@ -153,9 +152,6 @@ class Eval:
         _check(self.batch_size > 0, f"eval.batch_size must be positive, got {self.batch_size}")
 
 
-EXPORT_FORMATS = ("adapter", "merged", "gguf")
-
-
 @dataclass
 class Export:
     formats: list[str] = field(default_factory=list)
@@ -168,11 +164,5 @@ class Export:
     """Tokens generated per verification prompt."""
 
     def __post_init__(self):
-        unknown = sorted(set(self.formats) - set(EXPORT_FORMATS))
-        _check(not unknown, f"export.formats: unknown {unknown}; valid: {', '.join(EXPORT_FORMATS)}")
-        from fasttune.export.gguf import QUANTS
-
-        _check(bool(self.quants), "export.quants must name at least one GGUF type")
-        bad = [q for q in self.quants if q not in QUANTS]
-        _check(not bad, f"export.quants: unknown {bad}; valid: {', '.join(QUANTS)}")
+        export_formats.check(self.formats, self.quants)
         _check(self.verify_prompts >= 0, f"export.verify_prompts must be >= 0, got {self.verify_prompts}")

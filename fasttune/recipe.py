@@ -3,11 +3,16 @@
 A recipe file is plain Python that ends with `recipe = Recipe(...)`. Overrides such as
 `train.lr=1e-4 model.lora.r=32` are parsed against the dataclass field types, so a typo or a
 bad value fails at once with the valid keys or the expected type, not an hour into training.
+All overrides are applied first and the recipe is checked once after, so their order never
+matters (`model.lora.train_embeddings=false train.embedding_lr=0` works either way round).
+
+`Recipe.to_dict()` is what a run folder keeps as config.json; `Recipe.from_dict` rebuilds it.
 """
 
 from __future__ import annotations
 
 import ast
+import copy
 import dataclasses
 import functools
 import inspect
@@ -20,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from fasttune.config import ConfigError, Data, Eval, Export, Log, Model, Train
+from fasttune.config import Data, Eval, Export, Log, Model, Train
+from fasttune.errors import ConfigError
 
 SECTIONS = ("task", "model", "data", "train", "eval", "log", "export")
 
@@ -39,6 +45,7 @@ class Recipe:
     """Run name prefix; defaults to the recipe file's name."""
 
     def __post_init__(self):
+        """Checks across sections (each section checks its own fields)."""
         if self.train.embedding_lr and not self.model.lora.train_embeddings:
             raise ConfigError("train.embedding_lr applies to trained embeddings: set model.lora.train_embeddings=true")
 
@@ -48,12 +55,27 @@ class Recipe:
         out.update({s: dataclasses.asdict(getattr(self, s)) for s in SECTIONS[1:]})
         return out
 
+    @classmethod
+    def from_dict(cls, config: dict) -> Recipe:
+        """The recipe a run folder's config.json records (every field; GRPO rewards by their recorded call)."""
+        from fasttune.config import LoRA
+        from fasttune.tasks import task_class
+
+        task_cfg = {k: v for k, v in config["task"].items() if k != "type"}
+        model_cfg = dict(config["model"])
+        return cls(task=task_class(config["task"]["type"]).from_config(task_cfg),
+                   model=Model(**{**model_cfg, "lora": LoRA(**model_cfg["lora"])}), data=Data(**config["data"]),
+                   train=Train(**config["train"]), eval=Eval(**config["eval"]), log=Log(**config["log"]),
+                   export=Export(**config["export"]), name=config["name"])
+
 
 def plain(value: Any) -> Any:
-    """Functions (GRPO rewards) by name, for config.json and --help."""
+    """Functions (GRPO rewards) by the call that made them, or their name, for config.json and --help."""
     if isinstance(value, list):
         return [plain(v) for v in value]
-    return getattr(value, "__name__", value) if callable(value) else value
+    if callable(value):
+        return getattr(value, "spec", getattr(value, "__name__", repr(value)))
+    return value
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -77,31 +99,31 @@ def load_recipe(path: str | Path) -> Recipe:
     return recipe
 
 
-def recipe_from_config(config: dict) -> Recipe:
-    """Rebuild a Recipe from a run folder's config.json (for export and chat to find the run's data)."""
-    from fasttune import tasks
-    from fasttune.config import LoRA
-
-    task_cfg = dict(config["task"])
-    task = getattr(tasks, task_cfg.pop("type"))(**task_cfg)
-    model_cfg = dict(config["model"])
-    model = Model(**{**model_cfg, "lora": LoRA(**model_cfg["lora"])})
-    return Recipe(task=task, model=model, data=Data(**config["data"]), train=Train(**config["train"]),
-                  eval=Eval(**config["eval"]), log=Log(**config["log"]), export=Export(**config["export"]),
-                  name=config["name"])
-
-
 def apply_overrides(recipe: Recipe, overrides: list[str]) -> Recipe:
-    """Return a copy of `recipe` with each `section.field=value` applied, checked against field types."""
+    """A copy of `recipe` with every `section.field=value` applied (each parsed against its field's
+    type), then checked once as a whole."""
+    recipe = copy.deepcopy(recipe)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} must look like section.field=value, e.g. train.lr=1e-4")
-        recipe = _set(recipe, key.split("."), raw, key)
+        _set(recipe, key.split("."), raw, key)
+    check(recipe)
     return recipe
 
 
-def _set(obj: Any, parts: list[str], raw: str, key: str, prefix: str = "") -> Any:
+def check(obj: Any) -> None:
+    """Run every dataclass's own checks (`__post_init__`), innermost first, then the recipe's."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            check(value)
+    post_init = getattr(obj, "__post_init__", None)
+    if post_init:
+        post_init()
+
+
+def _set(obj: Any, parts: list[str], raw: str, key: str, prefix: str = "") -> None:
     names = {f.name for f in dataclasses.fields(obj)}
     head = parts[0]
     if head not in names:
@@ -110,12 +132,12 @@ def _set(obj: Any, parts: list[str], raw: str, key: str, prefix: str = "") -> An
     if dataclasses.is_dataclass(value):
         if len(parts) == 1:
             raise ConfigError(f"{key!r} is a section; set one of: {', '.join(all_keys(value, f'{prefix}{head}.'))}")
-        new = _set(value, parts[1:], raw, key, f"{prefix}{head}.")
-    else:
-        if len(parts) > 1:
-            raise ConfigError(f"{prefix}{head} is a {type_name(_field_type(type(obj), head))}, it has no field {parts[1]!r}")
-        new = parse_value(raw, _field_type(type(obj), head), key)
-    return dataclasses.replace(obj, **{head: new})  # re-runs __post_init__ checks
+        _set(value, parts[1:], raw, key, f"{prefix}{head}.")
+        return
+    if len(parts) > 1:
+        raise ConfigError(f"{prefix}{head} is a {type_name(_field_type(type(obj), head))}, it has no field {parts[1]!r}")
+    setattr(obj, head, parse_value(raw, _field_type(type(obj), head), key))  # checked by check() after all are set
+
 
 def all_keys(obj: Any, prefix: str = "") -> list[str]:
     """Every settable dotted key below a dataclass instance."""

@@ -6,15 +6,54 @@
 carries every other dataset column, one value per completion. Each factory below returns such a
 function, named for the metrics (`rewards/<name>` in metrics.jsonl and W&B). Your own functions in a
 recipe follow the same convention and can be mixed with these.
+
+Each built-in reward also remembers the call that made it (`answer_match(column='answer', ...)`):
+config.json records that, so a run's recipe can be rebuilt from its config (`rebuild`). A function
+of your own is recorded by its name only.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
+import inspect
 import json
 import re
 
+from fasttune.errors import ConfigError
+
 NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*")
 THINK = re.compile(r"\s*<think>(.+?)</think>\s*(\S.*)", re.DOTALL)
+FACTORIES: dict = {}
+
+
+def factory(make):
+    """Register a reward factory; the function it returns carries `spec`, the call that made it."""
+
+    @functools.wraps(make)
+    def wrapper(*args, **kwargs):
+        bound = inspect.signature(make).bind(*args, **kwargs)
+        bound.apply_defaults()
+        fn = make(*args, **kwargs)
+        fn.spec = f"{make.__name__}({', '.join(f'{k}={v!r}' for k, v in bound.arguments.items())})"
+        return fn
+
+    FACTORIES[make.__name__] = wrapper
+    return wrapper
+
+
+def rebuild(spec: str):
+    """The reward function a recorded `spec` describes, e.g. "length_penalty(max_chars=200)"."""
+    try:
+        call = ast.parse(spec, mode="eval").body
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in FACTORIES):
+            raise ValueError
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+        return FACTORIES[call.func.id](*[ast.literal_eval(a) for a in call.args], **kwargs)
+    except (SyntaxError, ValueError):
+        raise ConfigError(f"reward {spec!r} is not a built-in reward call ({', '.join(FACTORIES)}): a reward "
+                          "function defined in a recipe file is recorded by name only; rebuild from the recipe file"
+                          ) from None
 
 
 def text_of(completion) -> str:
@@ -40,6 +79,7 @@ def _number(text: str) -> float | None:
         return None
 
 
+@factory
 def answer_match(column: str = "answer", name: str = "answer_match"):
     """1.0 when the final answer equals the `column` value: numerically when the reference is a
     number (the last number in the answer counts), otherwise as text (case and spaces ignored)."""
@@ -60,6 +100,7 @@ def answer_match(column: str = "answer", name: str = "answer_match"):
     return reward
 
 
+@factory
 def think_format():
     """1.0 for the thinking layout: `<think>…</think>` followed by a non-empty answer."""
 
@@ -69,6 +110,7 @@ def think_format():
     return think_format
 
 
+@factory
 def json_valid():
     """1.0 when the final answer parses as JSON."""
 
@@ -85,6 +127,7 @@ def json_valid():
     return json_valid
 
 
+@factory
 def length_penalty(max_chars: int = 300):
     """0 up to `max_chars` characters, then down linearly to -1 at twice that length (and below)."""
 

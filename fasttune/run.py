@@ -1,10 +1,12 @@
 """`fasttune run`: one recipe, top to bottom.
 
     check data -> pick backend (Unsloth first) -> run folder -> model -> tokenize
-    -> eval + samples before -> train -> eval + samples after -> save adapter -> finished
+    -> eval + samples before -> train -> eval + samples after -> save adapter -> finished -> export
 
 Everything that can be wrong with the data is found before a model loads and before the run
-folder exists; anything that fails after that marks the folder 'failed'.
+folder exists; anything that fails after that marks the folder 'failed'. Training is marked
+'finished' before an export starts: an export that fails is reported as an export failure (and
+in status.json), and the trained run stays usable for `fasttune export` to try again.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from pathlib import Path
 from rich.console import Console
 
 from fasttune import backends, models
-from fasttune.config import ConfigError
+from fasttune.backends.quantization import use_4bit
 from fasttune.data.load import load_rows, split_rows
-from fasttune.data.validate import DataError, Problem, check_rows
+from fasttune.data.validate import check_rows
+from fasttune.errors import ConfigError, DataError, ExportError, Problem
 from fasttune.profiles import warn_unsloth_stack_once
 from fasttune.recipe import Recipe
 from fasttune.run_folder import RunFolder, find_checkpoint, write_json
@@ -73,18 +76,34 @@ def run(recipe: Recipe, console: Console | None = None) -> Path:
         summary = _train(recipe, backend, run, train_rows, eval_rows, checkpoint, say, console)
         summary["wall_time_s"] = round(time.perf_counter() - started, 1)
         write_json(run.path / "eval.json", summary)
-        if recipe.export.formats:  # 10. Export, as `fasttune export` would
-            from fasttune.export.pipeline import export
-
-            run.status("exporting", backend=backend.NAME)
-            export(run.path, recipe.export.formats, recipe.export.quants, verify_prompts=recipe.export.verify_prompts,
-                   verify_tokens=recipe.export.verify_tokens, progress=say)
-        run.status("finished", backend=backend.NAME)
     except BaseException as error:
         run.fail(error)
         raise
-    say(f"[bold green]Finished[/] in {summary['wall_time_s']:.0f} s. Run folder: {run.path}")
+    run.status("finished", backend=backend.NAME)
+    say(f"[bold green]Finished[/] training in {summary['wall_time_s']:.0f} s. Run folder: {run.path}")
+    if recipe.export.formats:  # 10. Export, as `fasttune export` would
+        _export(recipe, run, backend.NAME, say)
     return run.path
+
+
+def _export(recipe: Recipe, run: RunFolder, backend: str, say) -> None:
+    from fasttune.export.pipeline import export
+
+    run.status("finished", backend=backend, export="running")
+    try:
+        export(run.path, recipe.export.formats, recipe.export.quants, verify_prompts=recipe.export.verify_prompts,
+               verify_tokens=recipe.export.verify_tokens, progress=say)
+    except BaseException as error:
+        interrupted = isinstance(error, KeyboardInterrupt)
+        run.status("finished", backend=backend, export="interrupted" if interrupted else "failed",
+                   export_error=f"{type(error).__name__}: {error}")
+        if not isinstance(error, Exception):
+            raise
+        retry = " ".join(f"--to {f}" for f in recipe.export.formats)
+        raise ExportError(f"training finished and its result is intact in {run.path}, but the export failed: {error}\n"
+                          f"Try again with: fasttune export {run.path} {retry} --quant {','.join(recipe.export.quants)}"
+                          ) from error
+    run.status("finished", backend=backend, export="done")
 
 
 def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, checkpoint, say, console) -> dict:
@@ -92,7 +111,7 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
 
     # 4. Model + LoRA.
     path = models.resolve(recipe.model.name, say)
-    if recipe.model.load_in_4bit and not backends.use_4bit(recipe.model):
+    if recipe.model.load_in_4bit and not use_4bit(recipe.model):
         say("model.load_in_4bit applies on CUDA only: loading the base unquantized on this machine")
     try:
         model, tokenizer = backend.load(recipe.model, path, data.max_seq_length, train.gradient_checkpointing, train.seed)
@@ -113,7 +132,7 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
     # 6. Trainer, trackers; tokens counted by fasttune itself, the same way on every backend.
     wandb_mode = setup_wandb(run.path, run.name, recipe.log.project) if "wandb" in recipe.log.report_to else None
     tokens = TokenCounter(task.count_tokens)
-    callback = make_callback(run.path / "metrics.jsonl", console, tokens)
+    callback = make_callback(run.path / "metrics.jsonl", console, tokens, task.progress_fields)
     trainer = task.trainer(recipe, model, tokenizer, train_ds, eval_ds, run.path, run.name, [callback])
     tokens.attach(trainer)
 
@@ -121,6 +140,7 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
     from fasttune.evaluate import Evaluator
 
     evaluator = Evaluator(task, eval_rows, recipe.eval)
+    evaluator.write_prompts(run.path, eval_rows, tokenizer)  # for export verification, rendered as the model sees them
     has_eval = task.has_eval_loss and len(eval_ds) > 0
     before, before_answers = evaluator.run(trainer, backend, model, tokenizer, has_eval)
     say(f"Before training: {_fmt(before)}")

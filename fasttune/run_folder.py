@@ -1,6 +1,12 @@
-"""The run folder `runs/<recipe>-<timestamp>/` and its status.json, the file that says whether the
-run finished. It is written 'running' first and 'finished' last, so a crash or Ctrl-C never
-leaves a folder that claims success; files are written under a temporary name and renamed.
+"""The run folder `runs/<recipe>-<timestamp>/`: the contract between training and everything after it.
+
+Training writes it (`RunFolder`): config.json, status.json, eval_prompts.json, adapter/, eval.json,
+samples.md, metrics.jsonl. status.json is written 'running' first and 'finished' last, so a crash
+or Ctrl-C never leaves a folder that claims success; files go under a temporary name and are renamed.
+
+Predict, chat and export read it (`open_run` -> `FinishedRun`) and nothing else: they never import
+run.py or rebuild the recipe. A finished run has its config, its trained adapter (with the
+tokenizer and chat template it trained with) and its held-out prompts, rendered as the model saw them.
 """
 
 from __future__ import annotations
@@ -10,6 +16,10 @@ import os
 import time
 import traceback
 from pathlib import Path
+
+from fasttune.errors import ConfigError
+
+CONFIG, STATUS, ADAPTER, EVAL_PROMPTS = "config.json", "status.json", "adapter", "eval_prompts.json"
 
 
 def write_json(path: Path, value) -> None:
@@ -38,7 +48,7 @@ class RunFolder:
         raise FileExistsError(f"could not create a new run folder under {root}")
 
     def status(self, state: str, **extra) -> None:
-        write_json(self.path / "status.json", {"status": state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra})
+        write_json(self.path / STATUS, {"status": state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra})
 
     def fail(self, error: BaseException) -> None:
         state = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
@@ -48,8 +58,6 @@ class RunFolder:
 
 def find_checkpoint(path: str) -> Path:
     """The checkpoint to resume from: `path` itself, or the newest one in a run folder's checkpoints/."""
-    from fasttune.config import ConfigError
-
     folder = Path(path)
     if (folder / "trainer_state.json").is_file():
         return folder
@@ -58,3 +66,58 @@ def find_checkpoint(path: str) -> Path:
         raise ConfigError(f"train.resume: {path} is neither a checkpoint folder nor a run folder with checkpoints "
                           "(set train.save_steps to write them)")
     return found[-1]
+
+
+class FinishedRun:
+    """A run folder whose training finished: its config, task, held-out prompts, and trained model."""
+
+    def __init__(self, path: Path, config: dict, status: dict):
+        self.path, self.config, self.status = path, config, status
+        self.adapter = path / ADAPTER
+        self.model_name: str = config["model"]["name"]
+        self.task_type: str = config["task"]["type"]
+
+    def task_class(self):
+        """The task's class (its declared properties; GRPO's rewards are not rebuilt from config.json)."""
+        from fasttune.tasks import task_class
+
+        return task_class(self.task_type)
+
+    def held_out(self) -> list[dict] | None:
+        """[{prompt, text, reference}] from eval_prompts.json; None for a run written before it existed."""
+        file = self.path / EVAL_PROMPTS
+        return json.loads(file.read_text()) if file.is_file() else None
+
+    def base_path(self, say=print) -> str:
+        """The base model's local path (the embedded GGUF converted, or the hub/local model)."""
+        from fasttune import models
+
+        return models.resolve(self.model_name, say)
+
+    def load_model(self, dtype=None, say=print):
+        """(base + trained adapter as a peft model in eval mode, the run's tokenizer), via plain
+        transformers + peft: inference needs none of Unsloth's training patches, and starts faster."""
+        import torch
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        base = AutoModelForCausalLM.from_pretrained(self.base_path(say), dtype=dtype or torch.float32)
+        model = PeftModel.from_pretrained(base, self.adapter).eval()
+        return model, AutoTokenizer.from_pretrained(self.adapter)  # carries the chat template trained with
+
+
+def is_run_folder(path: Path) -> bool:
+    return (path / CONFIG).is_file() and (path / ADAPTER).is_dir()
+
+
+def open_run(path: Path) -> FinishedRun:
+    """The finished run at `path`; a ConfigError saying what is missing or why it did not finish."""
+    path = Path(path)
+    if not (path / CONFIG).is_file():
+        raise ConfigError(f"{path}: not a run folder (no {CONFIG})")
+    status = json.loads((path / STATUS).read_text()) if (path / STATUS).is_file() else {"status": "unknown"}
+    if status.get("status") != "finished":
+        raise ConfigError(f"{path}: the run did not finish (status: {status.get('status')}), so it has no final adapter")
+    if not (path / ADAPTER).is_dir():
+        raise ConfigError(f"{path}: finished, but its {ADAPTER}/ folder is missing")
+    return FinishedRun(path, json.loads((path / CONFIG).read_text()), status)

@@ -16,9 +16,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
-def make_callback(metrics_path: Path, console: Console, tokens):
+def make_callback(metrics_path: Path, console: Console, tokens, fields: tuple[str, ...] = ()):
     """A transformers TrainerCallback (built here so transformers is imported only when training).
-    `tokens` is the run's throughput.TokenCounter: tokens/s comes from fasttune's own count."""
+    `tokens` is the run's throughput.TokenCounter: tokens/s comes from fasttune's own count;
+    `fields` are the task's extra log keys for the progress line (Task.progress_fields)."""
     from transformers import TrainerCallback
 
     class ProgressCallback(TrainerCallback):
@@ -54,8 +55,7 @@ def make_callback(metrics_path: Path, console: Console, tokens):
                 f.write(json.dumps(record) + "\n")
             if "loss" in logs:
                 text = f"loss {logs['loss']:.4f}  {record.get('tokens_per_second', 0):.0f} tok/s"
-                if "reward" in logs:  # GRPO: the weighted total reward of this step's completions
-                    text += f"  reward {logs['reward']:.3f}"
+                text += "".join(f"  {key} {logs[key]:.3f}" for key in fields if key in logs)
                 if self.progress:
                     self.progress.update(self.task, description=text)
                 else:

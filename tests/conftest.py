@@ -1,16 +1,12 @@
-"""Shared fixtures: the real SmolLM2 tokenizer, a recipe file writer, and the CLI in a subprocess."""
+"""Shared fixtures: the real SmolLM2 tokenizer and a recipe file writer. Helpers that tests import
+live in tests/helpers.py (a conftest is for pytest to load, not for tests to import)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -42,14 +38,3 @@ def write_recipe(tmp_path):
         return path
 
     return write
-
-
-def run_cli(*args: str, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
-    """`fasttune ARGS` in a fresh process (Unsloth must be imported before transformers, and a
-    pytest process has usually imported transformers already), from the repository root.
-    `env` values of None unset that variable."""
-    merged = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "fasttune.cli", *args], cwd=ROOT, capture_output=True, text=True,
-        timeout=timeout, env={k: v for k, v in merged.items() if v is not None},
-    )

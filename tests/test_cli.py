@@ -9,8 +9,7 @@ import re
 from click.testing import CliRunner
 
 from fasttune.cli import main
-
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 
 
 def test_env_names_backend_reason_and_versions():

@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 from fasttune.cli import main
 from fasttune.data.load import load_rows, split_rows
-from fasttune.data.validate import DataError, check_rows
+from fasttune.data.validate import check_rows
+from fasttune.errors import DataError
 from fasttune.tasks import ChatSFT
 
 GOOD = {"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Ahoy! Hi. Arr!"}]}

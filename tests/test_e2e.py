@@ -14,7 +14,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import ROOT, run_cli
+from helpers import run_cli
+
+pytestmark = pytest.mark.e2e  # trains or converts the embedded model: minutes on CPU
 
 FAKE_KEY = "fasttune-test-key-0123456789abcdef0123"
 STEPS = 6
@@ -86,14 +88,12 @@ def test_adapter_reloads_on_the_base_model_and_answers_as_trained(finished_run):
 
     from fasttune import models
     from fasttune.generate import generate
-    from fasttune.tasks import ChatSFT
 
     _, run_dir, _ = finished_run
     base_path = models.resolve(models.EMBEDDED)
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "adapter")
-    # the run's two sample prompts (the first eval rows), generated as one batch as the run did
-    lines = (ROOT / "recipes/data/chat_eval.jsonl").read_text().splitlines()[:2]
-    prompts = [ChatSFT().prompt(json.loads(line))[0] for line in lines]
+    # the run's two sample prompts, rendered as the run rendered them, generated as one batch as it did
+    prompts = [p["text"] for p in json.loads((run_dir / "eval_prompts.json").read_text())[:2]]
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32).eval()
     base_answers = generate(base, tokenizer, prompts, 16)
     model = PeftModel.from_pretrained(base, run_dir / "adapter").eval()

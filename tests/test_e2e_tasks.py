@@ -10,7 +10,9 @@ import re
 import pytest
 from safetensors.torch import load_file
 
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
+
+pytestmark = pytest.mark.e2e  # trains or converts the embedded model: minutes on CPU
 
 QUICK = ["log.report_to=[]", "model.dtype=float32"]
 

@@ -10,7 +10,9 @@ import shutil
 import pytest
 import torch
 
-from conftest import run_cli
+from helpers import run_cli
+
+pytestmark = pytest.mark.e2e  # trains or converts the embedded model: minutes on CPU
 
 PROMPT = "What is the capital of France?"
 

@@ -13,6 +13,9 @@ import torch
 
 from fasttune import models
 from fasttune.export import gguf as export
+from fasttune.gguf_inference import greedy_tokens
+
+pytestmark = pytest.mark.e2e  # converts, writes and runs GGUF files of the embedded model
 
 PROMPTS = ["What is the capital of France?", "Write a short poem about the sea."]
 MAX_NEW = 24
@@ -54,7 +57,7 @@ def test_f16_greedy_matches_transformers(smollm2, exports, tokenizer):
             out = model.generate(ids, max_new_tokens=MAX_NEW, do_sample=False, pad_token_id=tokenizer.eos_token_id)
         hf = out[0, ids.shape[1]:].tolist()
         hf = hf[:hf.index(tokenizer.eos_token_id)] if tokenizer.eos_token_id in hf else hf
-        llama = export.greedy_tokens(exports["f16"], text, MAX_NEW)
+        llama = greedy_tokens(exports["f16"], text, MAX_NEW)
         print(f"{question!r}: {len(llama)} tokens, llama.cpp {tokenizer.decode(llama)!r}")
         assert llama == hf, (tokenizer.decode(llama), tokenizer.decode(hf))
         answers.append(llama)
@@ -83,7 +86,7 @@ def test_quantized_exports_run_and_shrink(exports, tokenizer):
     sizes = {quant: path.stat().st_size for quant, path in exports.items()}
     assert sizes["q4_k_m"] < sizes["q8_0"] < sizes["f16"]
     for quant in ("q8_0", "q4_k_m"):
-        tokens = export.greedy_tokens(exports[quant], chat_prompt(tokenizer, PROMPTS[0]), 16)
+        tokens = greedy_tokens(exports[quant], chat_prompt(tokenizer, PROMPTS[0]), 16)
         print(f"{quant}: {tokenizer.decode(tokens)!r}")
         assert tokenizer.decode(tokens).strip()
 

@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tomllib
 
 import pytest
+import tomllib
 import torch
 from packaging.requirements import Requirement
 
 from fasttune import profiles
 from fasttune.chat_template import IGNORE
 from fasttune.tasks import ChatSFT
-
-from conftest import ROOT
+from helpers import ROOT
 
 
 def test_profile_follows_cuda_and_install_script_asks_it():
@@ -80,8 +79,8 @@ def test_token_count_matches_the_data_on_real_trl_batches(tokenizer, tmp_path, p
     from datasets import Dataset
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from fasttune.recipe import Recipe
     from fasttune.config import Data, Log, Train
+    from fasttune.recipe import Recipe
     from fasttune.throughput import TokenCounter
     from fasttune.trainer import build_sft_trainer
 

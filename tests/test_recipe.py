@@ -6,10 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 from fasttune.cli import main
-from fasttune.config import ConfigError
+from fasttune.errors import ConfigError
 from fasttune.recipe import all_keys, apply_overrides, describe, load_recipe
-
-from conftest import ROOT
+from helpers import ROOT
 
 CHAT = ROOT / "recipes" / "chat_sft.py"
 

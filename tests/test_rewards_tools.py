@@ -8,12 +8,11 @@ import pytest
 
 from fasttune import rewards
 from fasttune.chat_template import IGNORE, TOOLS_CHATML, tokenize_conversation
-from fasttune.config import ConfigError
+from fasttune.errors import ConfigError, RewardError
 from fasttune.tasks import GRPO, FunctionCalling
 from fasttune.tasks.function_calling import parse_call
-from fasttune.tasks.grpo import RewardError, checked
-
-from conftest import ROOT
+from fasttune.tasks.grpo import checked
+from helpers import ROOT
 
 
 def test_answer_match_reads_the_final_number_after_thinking():

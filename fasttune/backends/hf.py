@@ -16,7 +16,7 @@ def load(model_cfg, path: str, max_seq_length: int, gradient_checkpointing: bool
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-    from fasttune.backends import use_4bit
+    from fasttune.backends.quantization import use_4bit
 
     cuda = torch.cuda.is_available()
     if model_cfg.dtype != "auto":

@@ -9,6 +9,7 @@ own dtype choice, chunked cross-entropy and optimizer defaults; packing off).
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 NAME = "unsloth"
@@ -17,9 +18,7 @@ EMBEDDINGS = ["embed_tokens", "lm_head"]
 
 def try_import() -> str | None:
     """Import unsloth; return None on success or the reason it failed."""
-    from fasttune.backends import heavy_modules_loaded
-
-    late = heavy_modules_loaded()
+    late = [m for m in ("transformers", "trl", "peft") if m in sys.modules]
     if late:
         warnings.warn(f"{', '.join(late)} imported before unsloth: Unsloth's patches may not apply", stacklevel=2)
     try:
@@ -33,7 +32,7 @@ def load(model_cfg, path: str, max_seq_length: int, gradient_checkpointing: bool
     import torch
     from unsloth import FastLanguageModel
 
-    from fasttune.backends import use_4bit
+    from fasttune.backends.quantization import use_4bit
 
     dtype = None if model_cfg.dtype == "auto" else getattr(torch, model_cfg.dtype)
     model, tokenizer = FastLanguageModel.from_pretrained(

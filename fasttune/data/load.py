@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from fasttune.data.validate import DataError, Problem
+from fasttune.errors import DataError, Problem
 
 DATASETS_FORMATS = {".csv": "csv", ".parquet": "parquet"}
 

@@ -8,30 +8,8 @@ than fixing them one failed run at a time.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
-SHOWN = 10  # problems printed in full; the rest are counted
-
-
-@dataclass
-class Problem:
-    where: str  # "data.jsonl:12" or "data.parquet row 12"
-    field: str  # "messages[1].role"; "" for the row as a whole
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.field}: {self.message}" if self.field else f"{self.where}: {self.message}"
-
-
-class DataError(Exception):
-    """Bad training data. str() lists the first problems, one per line, and counts the rest."""
-
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        shown = [str(p) for p in problems[:SHOWN]]
-        if len(problems) > SHOWN:
-            shown.append(f"... and {len(problems) - SHOWN} more problems")
-        super().__init__("\n".join(shown))
+from fasttune.errors import DataError, Problem
 
 
 def check_rows(rows: Iterable, check_row: Callable[[dict], list[tuple[str, str]]]) -> None:

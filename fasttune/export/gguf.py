@@ -25,8 +25,10 @@ import json
 import os
 from pathlib import Path
 
+from fasttune.errors import ExportError
+from fasttune.export.formats import QUANTS
+
 SUPPORTED = ("llama", "qwen2", "qwen3", "mistral")
-QUANTS = ("f16", "bf16", "q8_0", "q4_k_m", "q5_k_m", "q6_k")
 K_QUANTS = {"q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
             "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K"}  # made by llama.cpp's quantizer from an f16 file
 
@@ -46,10 +48,6 @@ PRE_TOKENIZERS = {
     "63b97e4253352e6f357cc59ea5b583e3a680eaeaf2632188c2b952de2588485e": "tekken",  # Mistral Nemo
     "3ce83efda5659b07b1ad37ca97ca5797ea4285d9b9ab0dc679e4a720c9da7454": "gpt-2",
 }
-
-
-class ExportError(ValueError):
-    """A model or option this exporter cannot handle; the message says what it can."""
 
 
 def write_gguf(model_dir: Path, out_path: Path, quant: str = "f16", progress=None) -> Path:
@@ -163,7 +161,6 @@ def _permute(w, heads: int):
 
 def _add_tensors(writer, model_dir: Path, config: dict, arch, quant: str) -> None:
     import gguf
-    import numpy as np
     import torch
     from safetensors import safe_open
 
@@ -284,31 +281,3 @@ def _llama_quantize(src: Path, dst: Path, quant: str, say) -> None:
     for line in lines:
         if "fallback quantization" in line:  # e.g. rows not a multiple of 256 for k-quants
             say("llama.cpp: " + line.split(": ", 1)[-1])
-
-
-def greedy_tokens(gguf_path: Path, prompt_text: str, max_new_tokens: int, n_threads: int = 1) -> list[int]:
-    """llama.cpp's greedy continuation of `prompt_text` (an already rendered chat prompt: special
-    tokens are parsed, no BOS is added) as token ids, up to `max_new_tokens`, the EOS not included."""
-    import llama_cpp
-
-    llm = llama_cpp.Llama(model_path=str(gguf_path), n_ctx=512, n_threads=n_threads, verbose=False, logits_all=False)
-    try:
-        return greedy_continue(llm, prompt_text, max_new_tokens)
-    finally:
-        llm.close()
-
-
-def greedy_continue(llm, prompt_text: str, max_new_tokens: int) -> list[int]:
-    """Greedy token ids from an open `llama_cpp.Llama` (no sampling penalties: plain argmax)."""
-    import llama_cpp
-
-    prompt = llm.tokenize(prompt_text.encode("utf-8"), add_bos=False, special=True)
-    if len(prompt) + max_new_tokens > llm.n_ctx():
-        raise ValueError(f"prompt ({len(prompt)} tokens) + {max_new_tokens} new tokens exceed n_ctx {llm.n_ctx()}")
-    out: list[int] = []
-    vocab = llama_cpp.llama_model_get_vocab(llm.model)
-    for token in llm.generate(prompt, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0, reset=True):
-        if len(out) >= max_new_tokens or llama_cpp.llama_vocab_is_eog(vocab, token):
-            break
-        out.append(token)
-    return out

@@ -9,30 +9,26 @@ the checkpoint is bfloat16, otherwise float16).
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
+from fasttune.run_folder import FinishedRun
 
-def merge(run_dir: Path, out_dir: Path, progress=print) -> dict:
+
+def merge(run: FinishedRun, out_dir: Path, progress=print) -> dict:
     """Write base + adapter merged into `out_dir` (via a temporary folder); return what was done."""
     import torch
-    from peft import PeftModel
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig
 
     from fasttune import models
 
-    config = json.loads((run_dir / "config.json").read_text())
-    name = config["model"]["name"]
-    base_path = models.resolve(name, progress)
+    base_path = run.base_path(progress)
     stored = getattr(AutoConfig.from_pretrained(base_path), "dtype", None)
     dtype = torch.bfloat16 if str(stored).endswith("bfloat16") else torch.float16
-    progress(f"Merging {run_dir / 'adapter'} into {name} ({base_path}, loaded in float32) -> {dtype}")
-    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
-    merged = PeftModel.from_pretrained(base, run_dir / "adapter").merge_and_unload()
-    merged = merged.to(dtype)
+    progress(f"Merging {run.adapter} into {run.model_name} ({base_path}, loaded in float32) -> {dtype}")
+    model, tokenizer = run.load_model(torch.float32, progress)
+    merged = model.merge_and_unload().to(dtype)
     merged.config.use_cache = True
-    tokenizer = AutoTokenizer.from_pretrained(run_dir / "adapter")  # carries the chat template trained with
 
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -46,7 +42,7 @@ def merge(run_dir: Path, out_dir: Path, progress=print) -> dict:
         "format": "merged",
         "path": str(out_dir),
         "dtype": str(dtype).replace("torch.", ""),
-        "base_weights": f"{name} from {base_path} (the original checkpoint, not the training copy; "
-                        f"{'dequantized from GGUF' if models.is_gguf_source(name) else 'as published'})",
+        "base_weights": f"{run.model_name} from {base_path} (the original checkpoint, not the training copy; "
+                        f"{'dequantized from GGUF' if models.is_gguf_source(run.model_name) else 'as published'})",
         "size_bytes": sum(f.stat().st_size for f in out_dir.rglob("*") if f.is_file()),
     }

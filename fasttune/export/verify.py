@@ -1,37 +1,49 @@
 """Does the exported GGUF answer like the trained model? Greedy token agreement on held-out prompts.
 
-F16 should agree exactly (llama.cpp and transformers compute the same function on the same
-weights); quantized files may drift after a near-tie, so their agreement is measured and reported,
-not required.
+The prompts are the run's own held-out prompts, as `fasttune run` rendered them for the model
+(eval_prompts.json in the run folder); a run folder without that file is reported as unverified
+rather than checked on prompts the model never trained for. F16 should agree exactly (llama.cpp and
+transformers compute the same function on the same weights); quantized files may drift after a
+near-tie, so their agreement is measured and reported, not required.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-FALLBACK_PROMPTS = [[{"role": "user", "content": "What is the capital of France?"}],
-                    [{"role": "user", "content": "Name three colours."}]]
+from fasttune.run_folder import EVAL_PROMPTS, FinishedRun
 
 
-def held_out_prompts(config: dict, tokenizer, count: int) -> list[str]:
-    """The first `count` held-out prompts of the run's own data, rendered as at training time."""
+def held_out_texts(run: FinishedRun, count: int) -> tuple[list[str], str | None]:
+    """Up to `count` rendered held-out prompts, and why there are none when there are none."""
     if count == 0:
-        return []
-    from fasttune.generate import render_prompt
-    from fasttune.recipe import recipe_from_config
-    from fasttune.run import load_data
+        return [], "export.verify_prompts is 0"
+    held_out = run.held_out()
+    if held_out is None:
+        return [], f"the run folder has no {EVAL_PROMPTS} (written by fasttune run since 0.1)"
+    if not held_out:
+        return [], "the run had no held-out prompts"
+    return [item["text"] for item in held_out[:count]], None
 
-    try:
-        recipe = recipe_from_config(config)
-        _, eval_rows = load_data(recipe)
-        prompts = [recipe.task.prompt(r.data)[0] for r in eval_rows[:count]]
-    except Exception:  # data moved or gone since training: fall back to fixed prompts
-        prompts = FALLBACK_PROMPTS[:count]
-    return [render_prompt(tokenizer, p) for p in prompts]
+
+def hf_greedy(merged_dir: Path, tokenizer, prompts: list[str], max_new_tokens: int) -> list[list[int]]:
+    """The merged HF model's greedy token ids (float32) for rendered prompts, the EOS not included."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32).eval()
+    out = []
+    for text in prompts:
+        ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        with torch.no_grad():
+            gen = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        new = gen[0, ids["input_ids"].shape[1]:].tolist()
+        out.append([t for t in new if t != tokenizer.eos_token_id][:max_new_tokens])
+    return out
 
 
 def agreement(gguf_path: Path, prompts: list[str], reference: list[list[int]], max_new_tokens: int) -> dict:
-    from fasttune.export.gguf import greedy_tokens
+    from fasttune.gguf_inference import greedy_tokens
 
     per_prompt = []
     for text, ref in zip(prompts, reference):
@@ -43,6 +55,7 @@ def agreement(gguf_path: Path, prompts: list[str], reference: list[list[int]], m
             same += 1
         per_prompt.append({"matched_prefix": same, "gguf_tokens": len(got), "hf_tokens": len(ref), "exact": got == ref})
     return {
+        "prompts_from": EVAL_PROMPTS,
         "matched_tokens": sum(p["matched_prefix"] for p in per_prompt),
         "total_tokens": sum(p["hf_tokens"] for p in per_prompt),
         "exact_prompts": sum(p["exact"] for p in per_prompt),

@@ -1,56 +1,84 @@
-"""What every task provides, with the defaults most tasks keep. A task is a dataclass of its own
-options (they become `task.*` recipe fields) plus these methods; run.py calls nothing else.
+"""The task contract: what `fasttune run`, evaluation, samples, tracking and export may ask of a task.
 
-    check_row(row)            -> [(field, message)]   one row's problems, before any model loads
-    setup_tokenizer(tokenizer) -> str                the chat template in use (ChatML when none)
-    check_dataset(train, eval) -> [note]             whole-data checks (e.g. the label set); notes to print
-    datasets(train, eval, tokenizer, max_length) -> (train_ds, eval_ds, {split: PrepStats})
-    trainer(recipe, model, tokenizer, train_ds, eval_ds, run_dir, run_name, callbacks) -> a TRL trainer
-    tokenize(row, tokenizer, max_length) -> {input_ids, labels, truncated}   (for the SFT default above)
-    count_tokens(batch)       -> (seen, trained)      tokens of one training micro-batch, for tokens/s
-    prompt(row)               -> (prompt, reference)  a prompt is a message list or raw text
-    predict(model, tokenizer, prompts, cfg) -> [answer]
-    metrics(predictions, references, eval_loss) -> {name: value}
-    write_artifacts(run_dir, before, after)          extra files for the run folder (plots)
+A task is a dataclass of its own options (they become `task.*` recipe fields) that subclasses
+`Task` and implements its abstract methods; Python refuses to build one that misses any. Shared
+code calls only what is declared here and never asks which task it has: what differs between
+tasks (how samples print, whether a GGUF makes sense, extra progress-line fields) is declared here
+and answered by the task.
+
+Two kinds exist:
+- `SFTTask`: supervised tasks. They implement `tokenize(row)` (input_ids + labels with -100 on
+  untrained tokens) and get tokenized datasets and TRL's SFTTrainer from the base.
+- tasks with their own trainer (GRPO, DPO) subclass `Task` and implement `datasets` and `trainer`.
+
+A new task is one module in fasttune/tasks/ plus its entry in fasttune/tasks/__init__.py.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+import json
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, TypedDict
+
+Message = dict[str, Any]
+"""A chat message: {"role": ..., "content": ...} (assistant turns may carry "tool_calls")."""
 
 
-class Task:
+class ToolPrompt(TypedDict):
+    """A conversation with the tools it may call (function calling)."""
+
+    messages: list[Message]
+    tools: list[dict]
+
+
+Prompt = str | list[Message] | ToolPrompt
+"""What a model is asked: raw text to continue, a conversation, or a conversation with tools."""
+
+Reference = Any
+"""What a held-out prompt should get, as the task's `metrics` reads it; JSON-serializable, since
+`fasttune run` writes it into the run folder (eval_prompts.json)."""
+
+
+class Task(ABC):
     name: ClassVar[str] = ""
-    packs_documents: ClassVar[bool] = False
-    """True: tokenized rows are concatenated and cut into full max_seq_length rows (pre-training)."""
+    """Short name, shown in the console and eval.json."""
     scores_outputs: ClassVar[bool] = False
     """True: metrics() needs predictions for eval.metric_rows prompts, not just the samples."""
     has_eval_loss: ClassVar[bool] = True
     """False for objectives without a held-out loss (GRPO): eval is the task metric alone."""
+    gguf_refusal: ClassVar[str | None] = None
+    """Why this task's model must not go to GGUF (the message export gives); None: it can."""
+    progress_fields: ClassVar[tuple[str, ...]] = ()
+    """Trainer log keys shown on the progress line beside the loss (e.g. GRPO's 'reward')."""
 
+    @classmethod
+    def from_config(cls, fields: dict) -> Task:
+        """The task from its fields as config.json records them (Recipe.to_dict)."""
+        return cls(**fields)
+
+    # --- data, before any model loads ---
+    @abstractmethod
+    def check_row(self, row: dict) -> list[tuple[str, str]]:
+        """One row's problems as (field, message); [] when it is fine."""
+
+    def check_dataset(self, train_rows: list, eval_rows: list) -> list[str]:
+        """Checks across rows (raise DataError); returns notes for the console. Most tasks need none."""
+        return []
+
+    # --- training ---
     def setup_tokenizer(self, tokenizer) -> str:
         """Make sure the tokenizer has the chat template this task trains with; say which."""
         from fasttune.chat_template import ensure_chat_template
 
         return ensure_chat_template(tokenizer)
 
-    def check_dataset(self, train_rows: list, eval_rows: list) -> list[str]:
-        """Checks across rows (raise DataError); returns notes for the console. Most tasks need none."""
-        return []
-
+    @abstractmethod
     def datasets(self, train_rows: list, eval_rows: list, tokenizer, max_length: int):
-        """Tokenized input_ids/labels datasets for SFT (fasttune/data/prepare.py)."""
-        from fasttune.data.prepare import tokenize_rows
+        """(train_ds, eval_ds, {"train": PrepStats, "eval": PrepStats}) for this task's trainer."""
 
-        train_ds, train_stats = tokenize_rows(self, train_rows, tokenizer, max_length)
-        eval_ds, eval_stats = tokenize_rows(self, eval_rows, tokenizer, max_length)
-        return train_ds, eval_ds, {"train": train_stats, "eval": eval_stats}
-
+    @abstractmethod
     def trainer(self, recipe, model, tokenizer, train_ds, eval_ds, run_dir, run_name: str, callbacks: list):
-        """TRL's SFTTrainer over the tokenized datasets (fasttune/trainer.py)."""
-        from fasttune.trainer import build_sft_trainer
-
-        return build_sft_trainer(recipe, model, tokenizer, train_ds, eval_ds, run_dir, run_name, callbacks)
+        """A TRL trainer over the datasets, with `callbacks` attached."""
 
     def count_tokens(self, batch: dict) -> tuple[int, int]:
         """(non-padding tokens, tokens with a loss) of one training micro-batch (fasttune/throughput.py)."""
@@ -58,14 +86,77 @@ class Task:
 
         return count_lm_batch(batch)
 
-    def predict(self, model, tokenizer, prompts: list, cfg) -> list[str]:
-        """Greedy generation with the training template (the model is already in inference mode)."""
+    # --- evaluation, before and after training ---
+    @abstractmethod
+    def prompt(self, row: dict) -> tuple[Prompt, Reference]:
+        """A held-out row as the prompt the model answers and the reference its answer is scored on."""
+
+    def render_prompt(self, tokenizer, prompt: Prompt) -> str:
+        """The prompt as the exact text the model continues (chat template with generation prompt)."""
+        from fasttune.chat_template import render_prompt
+
+        return render_prompt(tokenizer, prompt)
+
+    def predict(self, model, tokenizer, prompts: list[Prompt], references: list[Reference], cfg) -> list[str]:
+        """The model's answers (it is already in inference mode): greedy generation with the training
+        template. `references` are there for tasks whose answer is a choice among given candidates
+        (DPO scores its chosen and rejected replies); a generating task must not look at them."""
         from fasttune.generate import generate
 
-        return generate(model, tokenizer, prompts, cfg.max_new_tokens, cfg.batch_size)
+        return generate(model, tokenizer, [self.render_prompt(tokenizer, p) for p in prompts], cfg.max_new_tokens,
+                        cfg.batch_size, raw=isinstance(prompts[0], str) if prompts else False)
 
-    def metrics(self, predictions: list[str], references: list[str], eval_loss: float | None) -> dict:
+    def metrics(self, predictions: list[str], references: list[Reference], eval_loss: float | None) -> dict:
+        """The task's numbers from real answers (and the eval loss); {} when it has none."""
         return {}
 
     def write_artifacts(self, run_dir, before: dict, after: dict) -> None:
         """Task-specific files for the run folder, from the before/after measurements."""
+
+    # --- samples.md ---
+    def sample_heading(self, prompt: Prompt) -> list[str]:
+        """The lines that introduce one sample: the question, and how much conversation came before."""
+        if isinstance(prompt, str):
+            return [one_line(prompt)]
+        messages = prompt["messages"] if isinstance(prompt, dict) else prompt
+        lines = [one_line(messages[-1]["content"])]
+        if len(messages) > 1:
+            earlier = len(messages) - 1
+            lines.append(f"_(after {earlier} earlier message{'s' if earlier > 1 else ''})_")
+        return lines
+
+    def sample_answer(self, answer: str) -> str:
+        """One answer as samples.md shows it."""
+        return one_line(answer)
+
+    def sample_reference(self, reference: Reference) -> str:
+        return one_line(reference if isinstance(reference, str) else json.dumps(reference, ensure_ascii=False))
+
+
+class SFTTask(Task):
+    """Supervised fine-tuning: rows become input_ids + labels, trained with TRL's SFTTrainer."""
+
+    packs_documents: ClassVar[bool] = False
+    """True: tokenized rows are concatenated and cut into full max_seq_length rows (pre-training)."""
+
+    @abstractmethod
+    def tokenize(self, row: dict, tokenizer, max_length: int) -> dict:
+        """{"input_ids", "labels" (-100 where no loss), "truncated"} for one validated row."""
+
+    def datasets(self, train_rows: list, eval_rows: list, tokenizer, max_length: int):
+        from fasttune.data.prepare import tokenize_rows
+
+        train_ds, train_stats = tokenize_rows(self, train_rows, tokenizer, max_length)
+        eval_ds, eval_stats = tokenize_rows(self, eval_rows, tokenizer, max_length)
+        return train_ds, eval_ds, {"train": train_stats, "eval": eval_stats}
+
+    def trainer(self, recipe, model, tokenizer, train_ds, eval_ds, run_dir, run_name: str, callbacks: list):
+        from fasttune.trainer import build_sft_trainer
+
+        return build_sft_trainer(recipe, model, tokenizer, train_ds, eval_ds, run_dir, run_name, callbacks)
+
+
+def one_line(text: str, limit: int = 400) -> str:
+    """Whitespace collapsed and long text cut, for a Markdown list item."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + " …"

@@ -15,13 +15,13 @@ from typing import ClassVar
 
 from fasttune.chat_template import tokenize_conversation
 from fasttune.data.validate import missing
-from fasttune.tasks.base import Task
+from fasttune.tasks.base import SFTTask
 
 ROLES = ("system", "user", "assistant")
 
 
 @dataclass
-class ChatSFT(Task):
+class ChatSFT(SFTTask):
     column: str = "messages"
     """Column holding each conversation (a list of {role, content} messages)."""
 

@@ -20,14 +20,15 @@ from pathlib import Path
 from typing import ClassVar
 
 from fasttune.chat_template import tokenize_conversation
-from fasttune.data.validate import DataError, Problem, require_text
-from fasttune.tasks.base import Task
+from fasttune.data.validate import require_text
+from fasttune.errors import DataError, Problem
+from fasttune.tasks.base import SFTTask
 
 IMBALANCE = 3.0  # warn when the largest class has this many times the rows of the smallest
 
 
 @dataclass
-class Classification(Task):
+class Classification(SFTTask):
     labels: list[str] = field(default_factory=list)
     """The valid labels. Empty: every label in the training data (the resolved set is saved in config.json)."""
     instruction: str = "Classify the text. Answer with exactly one label from: {labels}."
@@ -39,6 +40,9 @@ class Classification(Task):
 
     name: ClassVar[str] = "classification"
     scores_outputs: ClassVar[bool] = True
+    gguf_refusal: ClassVar[str | None] = (
+        "a classification model cannot be exported to GGUF: llama.cpp would let it answer any text, not only a "
+        "valid label. Export 'merged' or 'adapter' and use `fasttune predict`.")
 
     def __post_init__(self):
         self.train_counts: dict[str, int] = {}
@@ -46,7 +50,7 @@ class Classification(Task):
     def check_row(self, row: dict) -> list[tuple[str, str]]:
         problems = require_text(row, self.text_column, self.label_column)
         if not problems and self.labels and row[self.label_column] not in self.labels:
-            problems.append((self.label_column, self._unknown(row[self.label_column])))
+            problems.append((self.label_column, self.unknown_label(row[self.label_column])))
         return problems
 
     def check_dataset(self, train_rows: list, eval_rows: list) -> list[str]:
@@ -56,7 +60,7 @@ class Classification(Task):
         if len(self.labels) < 2:
             raise DataError([Problem(train_rows[0].where.rsplit(":", 1)[0], self.label_column,
                                      f"classification needs at least 2 labels, found {self.labels}")])
-        problems = [Problem(r.where, self.label_column, self._unknown(r.data[self.label_column]))
+        problems = [Problem(r.where, self.label_column, self.unknown_label(r.data[self.label_column]))
                     for r in eval_rows if r.data[self.label_column] not in self.labels]
         if problems:
             raise DataError(problems)
@@ -67,7 +71,7 @@ class Classification(Task):
                          "accuracy will flatter the majority class, read macro-F1")
         return notes
 
-    def _unknown(self, label) -> str:
+    def unknown_label(self, label) -> str:
         return f"label {label!r} is not one of the valid labels: {', '.join(self.labels)}"
 
     def messages(self, text: str, label: str | None = None) -> list[dict]:
@@ -87,7 +91,7 @@ class Classification(Task):
 
         return [dict(zip(self.labels, row)) for row in label_probabilities(model, tokenizer, prompts, self.labels)]
 
-    def predict(self, model, tokenizer, prompts: list, cfg) -> list[str]:
+    def predict(self, model, tokenizer, prompts: list, references: list, cfg) -> list[str]:
         return [max(p, key=p.get) for p in self.probabilities(model, tokenizer, prompts)]
 
     def metrics(self, predictions: list[str], references: list[str], eval_loss: float | None) -> dict:

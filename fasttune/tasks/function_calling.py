@@ -26,13 +26,13 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from fasttune.chat_template import TOOLS_CHATML, tokenize_conversation
-from fasttune.tasks.base import Task
+from fasttune.tasks.base import SFTTask
 
 CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
 
 
 @dataclass
-class FunctionCalling(Task):
+class FunctionCalling(SFTTask):
     name: ClassVar[str] = "function_calling"
     scores_outputs: ClassVar[bool] = True
 

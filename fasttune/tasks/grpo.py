@@ -17,14 +17,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
-from fasttune.config import ConfigError
 from fasttune.data.prepare import PrepStats
 from fasttune.data.validate import missing
+from fasttune.errors import ConfigError, RewardError
 from fasttune.tasks.base import Task
-
-
-class RewardError(ConfigError):
-    """A reward function misbehaved; the message names it."""
 
 
 def checked(fn: Callable) -> Callable:
@@ -71,6 +67,7 @@ class GRPO(Task):
     name: ClassVar[str] = "grpo"
     scores_outputs: ClassVar[bool] = True
     has_eval_loss: ClassVar[bool] = False
+    progress_fields: ClassVar[tuple[str, ...]] = ("reward",)  # the weighted total reward of the step's completions
 
     def __post_init__(self):
         if not self.rewards or not all(callable(r) for r in self.rewards):
@@ -79,6 +76,13 @@ class GRPO(Task):
             raise ConfigError(f"task.reward_weights has {len(self.reward_weights)} weights for {len(self.rewards)} rewards")
         if self.num_generations < 2:
             raise ConfigError("task.num_generations must be at least 2: GRPO compares completions within a group")
+
+    @classmethod
+    def from_config(cls, fields: dict) -> GRPO:
+        """Built-in rewards come back from the call config.json recorded (fasttune.rewards.rebuild)."""
+        from fasttune.rewards import rebuild
+
+        return cls(**{**fields, "rewards": [rebuild(spec) for spec in fields["rewards"]]})
 
     def check_row(self, row: dict) -> list[tuple[str, str]]:
         col = self.prompt_column
@@ -104,13 +108,11 @@ class GRPO(Task):
         """Prompt datasets (TRL's conversational "prompt" column plus the other columns)."""
         import datasets
 
-        from fasttune.generate import render_prompt
-
         out, stats = [], {}
         for split, rows in (("train", train_rows), ("eval", eval_rows)):
             kept, st = [], PrepStats()
             for row in rows:
-                n = len(tokenizer(render_prompt(tokenizer, self.messages(row.data)), add_special_tokens=False)["input_ids"])
+                n = len(tokenizer(self.render_prompt(tokenizer, self.messages(row.data)), add_special_tokens=False)["input_ids"])
                 if n > self.max_prompt_length:
                     st.dropped += 1
                     continue
@@ -146,6 +148,10 @@ class GRPO(Task):
 
     def prompt(self, row: dict):
         return self.messages(row), {"prompt": self.messages(row), **self.columns(row)}
+
+    def sample_reference(self, reference: dict) -> str:
+        """The columns the rewards see (the prompt is already the sample's heading)."""
+        return super().sample_reference({k: v for k, v in reference.items() if k != "prompt"})
 
     def metrics(self, predictions: list[str], references: list[dict], eval_loss: float | None) -> dict:
         if not predictions:

@@ -20,11 +20,11 @@ from typing import ClassVar, Literal
 
 from fasttune.chat_template import IGNORE, tokenize_conversation
 from fasttune.data.validate import require_text
-from fasttune.tasks.base import Task
+from fasttune.tasks.base import SFTTask
 
 
 @dataclass
-class InstructSFT(Task):
+class InstructSFT(SFTTask):
     template: Literal["chat", "raw"] = "chat"
     """'chat': prompt as the user turn of the chat template; 'raw': prompt + completion + EOS, for base models."""
     metric: Literal["json", "exact", "none"] = "exact"

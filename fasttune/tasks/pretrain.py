@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from fasttune.data.validate import require_text
-from fasttune.tasks.base import Task
+from fasttune.tasks.base import SFTTask
 
 
 @dataclass
-class ContinuedPretraining(Task):
+class ContinuedPretraining(SFTTask):
     column: str = "text"
     """Column holding each document."""
     prompt_chars: int = 200

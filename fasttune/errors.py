@@ -1,0 +1,63 @@
+"""Every error fasttune raises for the user to fix: one base class, so the CLI can turn each of them
+into a message and exit 2 (and a library caller can catch them all with one `except`).
+
+Anything that is not a FasttuneError is a bug in fasttune or in a library below it, and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SHOWN = 10  # data problems printed in full; the rest are counted
+
+
+class FasttuneError(Exception):
+    """Base of every error that is the user's to fix; `label` starts the CLI's message."""
+
+    label = "Error"
+
+
+class ConfigError(FasttuneError, ValueError):
+    """A recipe, override or command-line value that cannot work."""
+
+
+class RewardError(ConfigError):
+    """A GRPO reward function misbehaved; the message names it."""
+
+
+class TemplateError(FasttuneError, ValueError):
+    """The chat template cannot be used to mask assistant turns."""
+
+    label = "Chat template error"
+
+
+class ExportError(FasttuneError, ValueError):
+    """A model, run or option the exporter cannot handle; the message says what it can."""
+
+    label = "Export error"
+
+
+@dataclass
+class Problem:
+    """One thing wrong with one row of data."""
+
+    where: str  # "data.jsonl:12" or "data.parquet row 12"
+    field: str  # "messages[1].role"; "" for the row as a whole
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.field}: {self.message}" if self.field else f"{self.where}: {self.message}"
+
+
+class DataError(FasttuneError):
+    """Bad training data. str() lists the first problems, one per line, and counts the rest."""
+
+    label = "Data error"
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        shown = [str(p) for p in problems[:SHOWN]]
+        if len(problems) > SHOWN:
+            shown.append(f"... and {len(problems) - SHOWN} more problems")
+        super().__init__("\n".join(shown))

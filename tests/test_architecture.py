@@ -1,0 +1,184 @@
+"""The contracts as code: no import cycles, tasks that declare everything, one export table, one
+error base, config.json that rebuilds its recipe, overrides whose order does not matter."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from fasttune import tasks
+from fasttune.errors import ConfigError, FasttuneError
+from fasttune.recipe import Recipe, apply_overrides, load_recipe
+from helpers import ROOT
+
+PACKAGE = ROOT / "fasttune"
+RECIPES = sorted((ROOT / "recipes").glob("*.py"))
+
+
+def module_name(path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path) -> set[str]:
+    """Every fasttune module `path` imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}  # `from fasttune.export import gguf`
+    return {m for m in found if m.startswith("fasttune")}
+
+
+def test_no_import_cycle_in_the_package():
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {name: {m for m in imports_of(path) if m in modules and m != name} for name, path in modules.items()}
+    done, stack = set(), []
+
+    def visit(node):
+        if node in stack:
+            cycle = stack[stack.index(node):] + [node]
+            pytest.fail("import cycle: " + " -> ".join(cycle))
+        if node in done:
+            return
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            visit(nxt)
+        stack.pop()
+        done.add(node)
+
+    for name in sorted(graph):
+        visit(name)
+
+
+def test_nothing_after_training_imports_training_code():
+    readers = ["fasttune/export", "fasttune/chat.py", "fasttune/predict.py"]
+    for path in [p for r in readers for p in ([ROOT / r] if r.endswith(".py") else (ROOT / r).rglob("*.py"))]:
+        bad = imports_of(path) & {"fasttune.run", "fasttune.recipe", "fasttune.trainer", "fasttune.evaluate"}
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}: it must read the run folder only"
+
+
+def test_shared_code_never_names_a_task():
+    """Behaviour that differs per task is asked of the task; shared modules do not branch on it."""
+    names = set(tasks.TASKS)
+    allowed = {"fasttune/predict.py"}  # `fasttune predict` is the classification command by design
+    for path in PACKAGE.rglob("*.py"):
+        rel = str(path.relative_to(ROOT))
+        if rel.startswith("fasttune/tasks/") or rel in allowed:
+            continue
+        used = {n.id for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Name)} & names
+        assert not used, f"{rel} names {used}"
+
+
+def test_every_task_implements_the_whole_contract():
+    for name, cls in tasks.TASKS.items():
+        assert issubclass(cls, tasks.Task), name
+        assert not getattr(cls, "__abstractmethods__", None), f"{name} leaves {cls.__abstractmethods__} abstract"
+        assert cls.name, f"{name} has no short name"
+
+    class Incomplete(tasks.SFTTask):
+        def check_row(self, row):
+            return []
+
+    with pytest.raises(TypeError, match="abstract"):
+        Incomplete()  # tokenize and prompt missing: refused when built, not an hour into a run
+
+
+def test_one_table_of_export_formats():
+    from fasttune.cli import main
+    from fasttune.config import Export
+    from fasttune.export.formats import FORMATS, QUANTS
+    from fasttune.export.pipeline import WRITERS
+
+    export_cmd = main.commands["export"]
+    [to] = [p for p in export_cmd.params if p.name == "formats"]
+    assert list(to.type.choices) == list(FORMATS) == list(WRITERS)
+    help_text = CliRunner().invoke(main, ["export", "--help"]).output
+    assert all(q in help_text for q in QUANTS)
+    for fmt in FORMATS:
+        Export(formats=[fmt])
+    with pytest.raises(ConfigError, match="valid: " + ", ".join(FORMATS)):
+        Export(formats=["onnx"])
+    with pytest.raises(ConfigError, match="q3_xx; valid: " + ", ".join(QUANTS)):
+        Export(formats=["gguf"], quants=["q3_xx"])
+
+
+def test_every_error_class_derives_from_the_one_base():
+    import fasttune.errors as errors
+
+    defined = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and node.name.endswith("Error"):
+                defined.append((path.relative_to(ROOT), node.name))
+    assert defined and all(str(p) == "fasttune/errors.py" for p, _ in defined), defined
+    for _, name in defined:
+        assert issubclass(getattr(errors, name), FasttuneError), name
+
+
+@pytest.mark.parametrize("error", ["ConfigError", "DataError", "TemplateError", "ExportError", "RewardError"])
+def test_cli_turns_every_fasttune_error_into_a_message_and_exit_2(error, tmp_path):
+    """The group does it for every command: a recipe that raises each error at load time."""
+    from fasttune.cli import main
+
+    make = "errors.DataError([errors.Problem('rows.jsonl:3', 'label', 'bad')])" if error == "DataError" \
+        else f"errors.{error}('what went wrong')"
+    recipe = tmp_path / "r.py"
+    recipe.write_text(f"from fasttune import errors\nraise {make}\n")
+    result = CliRunner().invoke(main, ["run", str(recipe)])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert ("rows.jsonl:3: label: bad" if error == "DataError" else "what went wrong") in result.output
+    assert f"{recipe}:2" in result.output  # the recipe line that raised
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_config_json_rebuilds_the_recipe(path):
+    recipe = load_recipe(path)
+    config = json.loads(json.dumps(recipe.to_dict()))  # what a run folder keeps
+    rebuilt = Recipe.from_dict(config)
+    assert rebuilt.to_dict() == config
+    assert type(rebuilt.task) is type(recipe.task)
+    for section in ("model", "data", "train", "eval", "log", "export"):
+        assert dataclasses.asdict(getattr(rebuilt, section)) == dataclasses.asdict(getattr(recipe, section))
+
+
+def test_grpo_rewards_rebuild_as_working_functions():
+    recipe = Recipe.from_dict(load_recipe(ROOT / "recipes/grpo_math.py").to_dict())
+    completions = [[{"role": "assistant", "content": "<think>2+2</think> 4"}], [{"role": "assistant", "content": "5"}]]
+    assert recipe.task.rewards[0](None, completions, answer=["4", "4"]) == [1.0, 0.0]
+    config = load_recipe(ROOT / "recipes/grpo_math.py").to_dict()
+    config["task"]["rewards"] = ["my_own_reward"]
+    with pytest.raises(ConfigError, match="my_own_reward.*recorded by name only"):
+        Recipe.from_dict(config)
+
+
+def test_overrides_do_not_depend_on_their_order():
+    """The command in recipes/continued_pretraining.py's docstring, in both orders."""
+    recipe = load_recipe(ROOT / "recipes/continued_pretraining.py")
+    for overrides in (["model.lora.train_embeddings=false", "train.embedding_lr=0"],
+                      ["train.embedding_lr=0", "model.lora.train_embeddings=false"]):
+        out = apply_overrides(recipe, overrides)
+        assert out.model.lora.train_embeddings is False and out.train.embedding_lr == 0
+    assert recipe.model.lora.train_embeddings is True  # the loaded recipe is left as it was
+    with pytest.raises(ConfigError, match="embedding_lr applies to trained embeddings"):
+        apply_overrides(recipe, ["model.lora.train_embeddings=false"])  # checked once, after all are applied
+
+
+@pytest.mark.parametrize("module", ["unsloth", "hf"])
+def test_both_backends_satisfy_the_backend_protocol(module):
+    import importlib
+    import inspect
+
+    from fasttune.backends import Backend
+
+    backend = importlib.import_module(f"fasttune.backends.{module}")  # importing it does not import unsloth
+    assert backend.NAME == module
+    for name in ("load", "for_inference", "for_training"):
+        wanted = list(inspect.signature(getattr(Backend, name)).parameters)[1:]  # without self
+        assert list(inspect.signature(getattr(backend, name)).parameters) == wanted, (module, name)
