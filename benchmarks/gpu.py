@@ -79,7 +79,8 @@ def make_models(models_dir: Path, shapes: list[str], tokenizer_dir: str | None) 
         tokenizer.save_pretrained(tmp)
         tmp.rename(target)
         params = sum(p.numel() for p in model.parameters()) / 1e9
-        print(f"made {shape}: {params:.2f}B parameters in {time.perf_counter() - started:.0f} s -> {target}", flush=True)
+        took = time.perf_counter() - started
+        print(f"made {shape}: {params:.2f}B parameters in {took:.0f} s -> {target}", flush=True)
         del model
         torch.cuda.empty_cache()
 
@@ -90,7 +91,8 @@ def plan(args) -> list[dict]:
     for shape, recipe, length, backend in itertools.product(args.shapes, args.recipes, args.lengths, args.backends):
         seq, batch = (int(n) for n in length.split("x"))
         steps = args.steps or (15 if seq < 8192 else 2)
-        runs.append({"shape": shape, "recipe": recipe, "seq": seq, "batch": batch, "backend": backend, "max_steps": steps})
+        runs.append({"shape": shape, "recipe": recipe, "seq": seq, "batch": batch, "backend": backend,
+                     "max_steps": steps})
     return runs
 
 
@@ -98,7 +100,8 @@ def command(run: dict, args, runs_dir: str) -> list[str]:
     """The `fasttune run` command line of one planned run."""
     cmd = [sys.executable, "-m", "fasttune.cli", "run", f"recipes/{run['recipe']}.py",
            f"model.name={args.models_dir / run['shape']}", f"model.backend={run['backend']}",
-           f"data.max_seq_length={run['seq']}", f"train.batch_size={run['batch']}", f"train.max_steps={run['max_steps']}",
+           f"data.max_seq_length={run['seq']}", f"train.batch_size={run['batch']}",
+           f"train.max_steps={run['max_steps']}",
            "train.gradient_checkpointing=true", "model.lora.r=16", "model.lora.alpha=16", "model.load_in_4bit=true",
            "log.report_to=[]", "eval.samples=0", f"log.runs_dir={runs_dir}"]
     if run["recipe"] == "continued_pretraining":  # embedding_lr first: it is refused once embeddings are frozen
@@ -181,7 +184,8 @@ def main() -> None:
     parser.add_argument("--recipes", type=csv, default="chat_sft,continued_pretraining", help="recipes/<name>.py")
     parser.add_argument("--lengths", type=csv, default="2048x2,16384x1", help="max_seq_length x batch_size")
     parser.add_argument("--backends", type=csv, default="unsloth,hf")
-    parser.add_argument("--steps", type=int, help="optimizer steps of every run (default: 15; 2 at max_seq_length >= 8192)")
+    parser.add_argument("--steps", type=int,
+                        help="optimizer steps of every run (default: 15; 2 at max_seq_length >= 8192)")
     parser.add_argument("--models-dir", type=Path, default=Path(tempfile.gettempdir()) / "fasttune-gpu-models",
                         help="where the random-weight models are built once and reused")
     parser.add_argument("--tokenizer", help="tokenizer folder (default: the embedded smollm2-135m-instruct's)")

@@ -75,7 +75,8 @@ def env():
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--text", "texts", multiple=True, help="A text to classify (repeatable).")
 @click.option("--file", "file_", type=click.Path(exists=True, dir_okay=False),
-              help="Rows to classify (.jsonl/.json/.csv/.parquet with the task's text column; a label column is scored).")
+              help="Rows to classify (.jsonl/.json/.csv/.parquet with the task's text column; "
+                   "a label column is scored).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per text, with every label's probability.")
 def predict(run_dir, texts, file_, as_json):
     """Label and probability for each text, from a finished classification run's adapter."""
@@ -86,7 +87,8 @@ def predict(run_dir, texts, file_, as_json):
     rows = rows_to_predict(task, list(texts), file_)
     results = run_predict(run, rows, task)
     for r in results:
-        click.echo(json.dumps(r, ensure_ascii=False) if as_json else f"{r['label']}\t{r['probability']:.3f}\t{r['text']}")
+        line = f"{r['label']}\t{r['probability']:.3f}\t{r['text']}"
+        click.echo(json.dumps(r, ensure_ascii=False) if as_json else line)
     scored = [r for r in results if r["true_label"] is not None]
     if scored and not as_json:
         correct = sum(r["label"] == r["true_label"] for r in scored)
@@ -99,9 +101,11 @@ def predict(run_dir, texts, file_, as_json):
               help="What to write (repeatable): " + "; ".join(f"{f.name}: {f.help}" for f in FORMATS.values()) + ".")
 @click.option("--quant", "quants", default="f16", show_default=True,
               help=f"GGUF types, comma-separated: {', '.join(QUANTS)}.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder [default: RUN_DIR/export].")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder [default: RUN_DIR/export].")
 @click.option("--force", is_flag=True, help="Replace outputs that already exist.")
-@click.option("--verify-prompts", default=3, show_default=True, help="Held-out prompts each GGUF is checked on (0: skip).")
+@click.option("--verify-prompts", default=3, show_default=True,
+              help="Held-out prompts each GGUF is checked on (0: skip).")
 def export(run_dir, formats, quants, out, force, verify_prompts):
     """Export a finished run: adapter, merged 16-bit weights, or GGUF checked against the merged model."""
     from fasttune.export.pipeline import export as run_export

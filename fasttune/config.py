@@ -99,14 +99,17 @@ class Train:
     gradient_checkpointing: bool = True
     """Recompute activations in the backward pass: less memory, ~10% slower ('unsloth' mode on Unsloth)."""
     packing: Literal["auto", "on", "off"] = "auto"
-    """Pack short examples into full rows, attention kept apart. 'auto': on with a GPU; on CPU length-grouped batches."""
+    """Pack short examples into full rows, attention kept apart.
+    'auto': on with a GPU; on CPU length-grouped batches."""
     embedding_lr: float = 0.0
-    """Learning rate for embed_tokens/lm_head when lora.train_embeddings is on (0: same as lr); 2-10x smaller is usual."""
+    """Learning rate for embed_tokens/lm_head when lora.train_embeddings is on (0: same as lr);
+    2-10x smaller is usual."""
     resume: str = ""
     """Continue from a checkpoint: a run folder (its latest checkpoint) or a checkpoint folder. '' starts fresh."""
 
     def __post_init__(self):
-        _check(self.max_steps == -1 or self.max_steps > 0, f"train.max_steps must be -1 or positive, got {self.max_steps}")
+        _check(self.max_steps == -1 or self.max_steps > 0,
+               f"train.max_steps must be -1 or positive, got {self.max_steps}")
         _check(self.epochs > 0, f"train.epochs must be positive, got {self.epochs}")
         _check(self.batch_size > 0, f"train.batch_size must be positive, got {self.batch_size}")
         _check(self.grad_accum > 0, f"train.grad_accum must be positive, got {self.grad_accum}")
@@ -155,7 +158,8 @@ class Eval:
 @dataclass
 class Export:
     formats: list[str] = field(default_factory=list)
-    """Written into the run folder's export/ when training ends: 'adapter', 'merged' (16-bit HF), 'gguf'. The run's adapter/ is always there."""
+    """Written into the run folder's export/ when training ends: 'adapter', 'merged' (16-bit HF), 'gguf'.
+    The run's adapter/ is always there."""
     quants: list[str] = field(default_factory=lambda: ["f16"])
     """GGUF types to write: f16, bf16, q8_0 (written directly), q4_k_m, q5_k_m, q6_k (llama.cpp's quantizer)."""
     verify_prompts: int = 3

@@ -38,7 +38,8 @@ def _label_scores(model, tokenizer, prompt: list[dict], labels: list[str], share
     cut, cache = _shared_prefix(seqs), None
     if share_prefix and cut:
         with torch.no_grad():
-            cache = model(input_ids=torch.tensor([seqs[0].input_ids[:cut]], device=device), use_cache=True).past_key_values
+            prefix = torch.tensor([seqs[0].input_ids[:cut]], device=device)
+            cache = model(input_ids=prefix, use_cache=True).past_key_values
         if hasattr(cache, "batch_repeat_interleave"):
             cache.batch_repeat_interleave(len(seqs))
         else:  # Unsloth's CUDA inference path hands back a plain tuple, which cannot be repeated per label

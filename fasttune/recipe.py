@@ -48,6 +48,8 @@ class Recipe:
         """Checks across sections (each section checks its own fields)."""
         if self.train.embedding_lr and not self.model.lora.train_embeddings:
             raise ConfigError("train.embedding_lr applies to trained embeddings: set model.lora.train_embeddings=true")
+        if "gguf" in self.export.formats and self.task.gguf_refusal:
+            raise ConfigError(f"export.formats: {self.task.gguf_refusal}")
 
     def to_dict(self) -> dict:
         task = {k: plain(v) for k, v in dataclasses.asdict(self.task).items()}
@@ -135,7 +137,8 @@ def _set(obj: Any, parts: list[str], raw: str, key: str, prefix: str = "") -> No
         _set(value, parts[1:], raw, key, f"{prefix}{head}.")
         return
     if len(parts) > 1:
-        raise ConfigError(f"{prefix}{head} is a {type_name(_field_type(type(obj), head))}, it has no field {parts[1]!r}")
+        kind = type_name(_field_type(type(obj), head))
+        raise ConfigError(f"{prefix}{head} is a {kind}, it has no field {parts[1]!r}")
     setattr(obj, head, parse_value(raw, _field_type(type(obj), head), key))  # checked by check() after all are set
 
 

@@ -114,7 +114,8 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
     if recipe.model.load_in_4bit and not use_4bit(recipe.model):
         say("model.load_in_4bit applies on CUDA only: loading the base unquantized on this machine")
     try:
-        model, tokenizer = backend.load(recipe.model, path, data.max_seq_length, train.gradient_checkpointing, train.seed)
+        model, tokenizer = backend.load(recipe.model, path, data.max_seq_length, train.gradient_checkpointing,
+                                        train.seed)
     except OSError as error:  # what from_pretrained raises for a missing or unreachable model
         raise ConfigError(models.load_failure(recipe.model.name, error)) from error
     say(f"Model: {recipe.model.name} ({path}), chat template: {task.setup_tokenizer(tokenizer)}")

@@ -117,7 +117,8 @@ def open_run(path: Path) -> FinishedRun:
         raise ConfigError(f"{path}: not a run folder (no {CONFIG})")
     status = json.loads((path / STATUS).read_text()) if (path / STATUS).is_file() else {"status": "unknown"}
     if status.get("status") != "finished":
-        raise ConfigError(f"{path}: the run did not finish (status: {status.get('status')}), so it has no final adapter")
+        raise ConfigError(f"{path}: the run did not finish (status: {status.get('status')}), "
+                          "so it has no final adapter")
     if not (path / ADAPTER).is_dir():
         raise ConfigError(f"{path}: finished, but its {ADAPTER}/ folder is missing")
     return FinishedRun(path, json.loads((path / CONFIG).read_text()), status)

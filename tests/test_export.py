@@ -117,3 +117,25 @@ def test_export_refuses_bad_requests_without_writing(run_dir, exported, tmp_path
     result = run_cli("export", str(fake), "--to", "gguf")
     assert result.returncode == 2 and "classification model cannot be exported to GGUF" in result.stderr
     assert not (fake / "export").exists()
+
+
+def test_a_failed_export_leaves_the_trained_run_finished(tmp_path):
+    """verify_tokens beyond llama.cpp's context makes the GGUF check fail after training."""
+    runs = tmp_path / "runs"
+    result = run_cli("run", "recipes/chat_sft.py", "model.backend=hf", "train.max_steps=1", "eval.samples=0",
+                     "log.report_to=[]", f"log.runs_dir={runs}", "export.formats=[gguf]", "export.verify_prompts=1",
+                     "export.verify_tokens=600")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    [run_dir] = list(runs.iterdir())
+    assert "training finished and its result is intact" in result.stderr and "but the export failed" in result.stderr
+    assert f"fasttune export {run_dir} --to gguf --quant f16" in result.stderr
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "finished" and status["export"] == "failed" and "context" in status["export_error"]
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file() and (run_dir / "eval.json").is_file()
+    assert not list((run_dir / "export").glob("*.gguf"))  # the file that failed its check is not left as if good
+
+
+def test_classification_to_gguf_is_refused_before_training(tmp_path):
+    result = run_cli("run", "recipes/classification.py", "export.formats=[gguf]", f"log.runs_dir={tmp_path}")
+    assert result.returncode == 2 and "export.formats: a classification model cannot be exported to GGUF" in result.stderr
+    assert not list(tmp_path.iterdir())

@@ -105,6 +105,7 @@ def split_rows(rows: list[Row], fraction: float, seed: int) -> tuple[list[Row], 
     random.Random(seed).shuffle(order)
     n_eval = max(1, round(len(rows) * fraction))
     if n_eval >= len(rows):
-        raise DataError([Problem(rows[0].where.split(":")[0], "", f"{len(rows)} rows are too few to hold out {fraction:.0%} for eval")])
+        message = f"{len(rows)} rows are too few to hold out {fraction:.0%} for eval"
+        raise DataError([Problem(rows[0].where.split(":")[0], "", message)])
     held = set(order[:n_eval])
     return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]

@@ -124,11 +124,17 @@ def _gguf(job: Job) -> list[dict]:
             info["verification"] = {"skipped": unverified}
             job.progress(f"{path.name}: not verified ({unverified})")
         else:
-            if "tokens" not in job.reference:
-                job.reference["tokens"] = hf_greedy(merged_dir, tokenizer, prompts, job.verify_tokens)
-            v = info["verification"] = agreement(path, prompts, job.reference["tokens"], job.verify_tokens)
+            try:
+                if "tokens" not in job.reference:
+                    job.reference["tokens"] = hf_greedy(merged_dir, tokenizer, prompts, job.verify_tokens)
+                v = info["verification"] = agreement(path, prompts, job.reference["tokens"], job.verify_tokens)
+            except BaseException:  # a file whose check could not run is not left looking like a finished export
+                path.unlink(missing_ok=True)
+                modelfile.unlink(missing_ok=True)
+                raise
             job.progress(f"{path.name}: {info['size_bytes'] / 2**20:.1f} MiB, greedy tokens matching the merged model: "
-                         f"{v['matched_tokens']}/{v['total_tokens']} ({v['exact_prompts']}/{len(prompts)} prompts exact)")
+                         f"{v['matched_tokens']}/{v['total_tokens']} "
+                         f"({v['exact_prompts']}/{len(prompts)} prompts exact)")
         results.append(info)
     return results
 

@@ -36,7 +36,8 @@ def hf_greedy(merged_dir: Path, tokenizer, prompts: list[str], max_new_tokens: i
     for text in prompts:
         ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)
         with torch.no_grad():
-            gen = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            gen = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
         new = gen[0, ids["input_ids"].shape[1]:].tolist()
         out.append([t for t in new if t != tokenizer.eos_token_id][:max_new_tokens])
     return out

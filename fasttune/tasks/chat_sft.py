@@ -45,7 +45,8 @@ class ChatSFT(SFTTask):
             if role not in ROLES:
                 problems.append((f"{where}.role", f"unknown role {role!r}; expected one of {', '.join(ROLES)}"))
             if not isinstance(content, str):
-                problems.append((f"{where}.content", "missing" if content is None else f"must be a string, got {type(content).__name__}"))
+                wrong = "missing" if content is None else f"must be a string, got {type(content).__name__}"
+                problems.append((f"{where}.content", wrong))
             elif role == "assistant" and not content.strip():
                 problems.append((f"{where}.content", "assistant message is empty"))
             if role == "assistant" and not seen_user:

@@ -76,7 +76,8 @@ class FunctionCalling(SFTTask):
                 if not pending:
                     problems.append((where, "a tool message must follow an assistant message with tool_calls"))
                 elif m.get("name") and m["name"] not in pending:
-                    problems.append((f"{where}.name", f"answers {m['name']!r}, but the calls were to {', '.join(map(str, pending))}"))
+                    called = ", ".join(map(str, pending))
+                    problems.append((f"{where}.name", f"answers {m['name']!r}, but the calls were to {called}"))
             else:
                 pending = []
         if "assistant" not in {m.get("role") for m in messages if isinstance(m, dict)}:
@@ -102,7 +103,8 @@ class FunctionCalling(SFTTask):
         return {
             "valid_call": share([c is not None for c, _ in parsed]),
             "tool_name": share([c is not None and c.get("name") == ref["name"] for c, ref in parsed]),
-            "arguments_exact": share([c is not None and c.get("name") == ref["name"] and c.get("arguments") == ref["arguments"]
+            "arguments_exact": share([c is not None and c.get("name") == ref["name"]
+                                      and c.get("arguments") == ref["arguments"]
                                       for c, ref in parsed]),
             "no_call_when_none_needed": share([parse_call(p) is None and "<tool_call>" not in p for p in plain_rows]),
             "rows": {"with_call": len(call_rows), "without_call": len(plain_rows)},

@@ -73,7 +73,8 @@ class GRPO(Task):
         if not self.rewards or not all(callable(r) for r in self.rewards):
             raise ConfigError("task.rewards must list at least one reward function (see fasttune.rewards)")
         if self.reward_weights and len(self.reward_weights) != len(self.rewards):
-            raise ConfigError(f"task.reward_weights has {len(self.reward_weights)} weights for {len(self.rewards)} rewards")
+            raise ConfigError(f"task.reward_weights has {len(self.reward_weights)} weights "
+                              f"for {len(self.rewards)} rewards")
         if self.num_generations < 2:
             raise ConfigError("task.num_generations must be at least 2: GRPO compares completions within a group")
 
@@ -93,7 +94,8 @@ class GRPO(Task):
             return [] if prompt.strip() else [(col, "is empty")]
         if isinstance(prompt, list) and prompt:
             return [(f"{col}[{i}]", "must be an object with string role and content") for i, m in enumerate(prompt)
-                    if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str))]
+                    if not (isinstance(m, dict) and isinstance(m.get("role"), str)
+                            and isinstance(m.get("content"), str))]
         return [(col, f"must be a string or a list of messages, got {type(prompt).__name__}")]
 
     def messages(self, row: dict) -> list[dict]:
@@ -112,7 +114,8 @@ class GRPO(Task):
         for split, rows in (("train", train_rows), ("eval", eval_rows)):
             kept, st = [], PrepStats()
             for row in rows:
-                n = len(tokenizer(self.render_prompt(tokenizer, self.messages(row.data)), add_special_tokens=False)["input_ids"])
+                text = self.render_prompt(tokenizer, self.messages(row.data))
+                n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
                 if n > self.max_prompt_length:
                     st.dropped += 1
                     continue

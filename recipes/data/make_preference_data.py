@@ -1,23 +1,25 @@
-"""Generate the tiny *preference* dataset ("answer concisely and correctly") used by the DPO demo.
+"""Generate the tiny *preference* dataset ("just the answer, and the right one") used by the DPO demo.
 
 Every row is a simple question and two replies, as plain strings:
-    {"prompt": "How many minutes are in 3 hours?",
-     "chosen": "3 hours is 180 minutes.",
-     "rejected": "Great question! People often mix up units, so let's go slowly. I believe it's 180 minutes. ..."}
-The *chosen* reply is always one short, correct, direct sentence. The *rejected* reply is one of:
+    {"prompt": "How many minutes are in 3 hours?", "chosen": "180 minutes",
+     "rejected": "3 hours is 180 minutes."}
+The preference is a terse quick-answer assistant's: the *chosen* reply is always the correct answer
+alone (a number with its unit, or a word). The *rejected* reply is one of:
 
-* ``verbose``   -- a rambling answer (opener, filler, hedged answer, closer) that does contain the
-                   correct value, so this kind teaches brevity, not knowledge;
-* ``wrong``     -- one sentence in exactly the chosen format but with a wrong value, so this kind
-                   teaches correctness (the two replies differ only in the answer);
+* ``sentence``  -- the correct answer in a full sentence ("3 hours is 180 minutes."). SmolLM2-Instruct
+                   itself prefers these, so this kind is what the model must learn: before training it
+                   prefers the chosen reply on about half the held-out pairs;
+* ``wrong``     -- a wrong answer in the chosen format ("7 legs" for a beetle), so this kind teaches
+                   correctness (the two replies differ only in the answer);
+* ``verbose``   -- a rambling answer (opener, filler, hedged answer, closer) with the correct value;
 * ``refusal``   -- declines to answer;
 * ``off_topic`` -- talks about something unrelated.
 
 Questions come from five categories: arithmetic (plus, minus, times), unit conversions, capital
-cities, opposites and everyday counts (legs, sides, wheels, ...). Both preferences are objective:
-a reply is better if it is short and contains the right answer, which ``is_concise_and_correct``
-can check on generated text. Replies are short (chosen at most 12 words, rejected at most 42) so a
-prompt + reply stays well under 128 tokens with the SmolLM2 chat template.
+cities, opposites and everyday counts (legs, sides, wheels, ...). The preference is objective: a
+reply is good if it is at most three words and holds the right answer, which ``is_good_answer``
+checks on any text (generated replies included). Replies are short (chosen at most 3 words,
+rejected at most 42) so a prompt + reply stays well under 128 tokens with the SmolLM2 chat template.
 
 Held-out split: the tables are split, not the rows. About 25% of every category's question
 templates, 25% of every fact table (number pairs, unit/amount combinations, countries, word pairs,
@@ -40,11 +42,11 @@ from pathlib import Path
 SEED = 5150
 N_TRAIN, N_EVAL = 240, 40
 HOLDOUT_SHARE = 0.25
-MAX_CHOSEN_WORDS, MAX_REJECTED_WORDS = 12, 42
+MAX_CHOSEN_WORDS, MAX_REJECTED_WORDS = 3, 42
 OUT_DIR = Path(__file__).resolve().parent
 
 CATEGORY_SHARES = {"arithmetic": 0.25, "units": 0.20, "capitals": 0.20, "counts": 0.20, "opposites": 0.15}
-KIND_SHARES = {"verbose": 0.40, "wrong": 0.30, "refusal": 0.15, "off_topic": 0.15}
+KIND_SHARES = {"sentence": 0.45, "wrong": 0.25, "verbose": 0.15, "refusal": 0.075, "off_topic": 0.075}
 
 # Question templates per category. Placeholders are filled from the category's facts.
 TEMPLATES = {
@@ -67,7 +69,7 @@ TEMPLATES = {
         "Tell me the antonym of {word}.", "What is the antonym of '{word}'?",
         "Which word is the opposite of {word}?", "I need the opposite of the word {word}."],
 }
-CHOSEN = {  # the one short, direct sentence every chosen reply uses; {v} is the answer
+SENTENCE = {  # the full sentence a "sentence" rejected reply uses; {v} is the answer
     "arithmetic": "{a} {op} {b} is {v}.",
     "units": "{n} {big} is {v} {small}.",
     "capitals": "The capital of {country} is {v}.",
@@ -238,7 +240,9 @@ def rejected_reply(kind, category, slots, answer, answers, pools, rng):
             parts.append(pools["closers"].deal())
         return " ".join(parts)
     if kind == "wrong":
-        return fill(CHOSEN[category], {**slots, "v": wrong_value(category, answer, answers, rng)})
+        return short_value(category, slots, wrong_value(category, answer, answers, rng))
+    if kind == "sentence":
+        return fill(SENTENCE[category], {**slots, "v": answer})
     return pools["refusals" if kind == "refusal" else "off_topic"].deal()
 
 
@@ -269,7 +273,7 @@ def make_rows(templates, facts, pools, n_rows, rng):
             if prompt in prompts:
                 continue
             kind = kinds[len(rows)]
-            chosen = fill(CHOSEN[category], {**slots, "v": answer})
+            chosen = short_value(category, slots, answer)
             rejected = rejected_reply(kind, category, slots, answer, answers, pools, rng)
             prompts.add(prompt)
             rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
@@ -280,9 +284,9 @@ def make_rows(templates, facts, pools, n_rows, rng):
     return rows
 
 
-def is_concise_and_correct(reply, answer, max_words=MAX_CHOSEN_WORDS):
-    """The preference as a check on any reply (e.g. a generated one): at most max_words words, and the
-    answer stated -- for a number, the last number in the reply ("10 minus 5 is 5." is right, "10 minus
+def is_good_answer(reply, answer, max_words=MAX_CHOSEN_WORDS):
+    """The preference as a check on any reply (e.g. a generated one): the answer alone, at most
+    max_words words, and the answer stated -- for a number, the last number in the reply ("10 minus 5 is 5." is right, "10 minus
     5 is 4." is not); for a word, the word anywhere in it (case-insensitive)."""
     if len(reply.split()) > max_words:
         return False
@@ -295,9 +299,9 @@ def is_concise_and_correct(reply, answer, max_words=MAX_CHOSEN_WORDS):
 def check(rows):
     for r in rows:
         assert r["prompt"] and r["chosen"] and r["rejected"] and r["chosen"] != r["rejected"], r
-        assert is_concise_and_correct(r["chosen"], r["_answer"]), r
+        assert is_good_answer(r["chosen"], r["_answer"]), r
         assert len(r["rejected"].split()) <= MAX_REJECTED_WORDS, r
-        assert not is_concise_and_correct(r["rejected"], r["_answer"]), r  # every rejected reply fails the check
+        assert not is_good_answer(r["rejected"], r["_answer"]), r  # every rejected reply fails the check
         if r["_kind"] == "verbose":
             assert re.search(rf"(?<!\w){re.escape(r['_answer'])}(?!\w)", r["rejected"]), r  # right, but rambling
 
@@ -322,7 +326,7 @@ def main():
     for r in evals:
         assert r["prompt"] not in train_prompts and r["_fact"] not in train_facts_used, r
         assert r["_template"] not in train_templates, r
-        if r["_kind"] != "wrong":
+        if r["_kind"] not in ("wrong", "terse"):  # these two are built from the fact, not from a pool
             assert not set(re.split(r"(?<=[.!?]) ", r["rejected"])) & train_sentences, r
     for name, rows in {"pref_train.jsonl": train, "pref_eval.jsonl": evals}.items():
         with open(OUT_DIR / name, "w", encoding="utf-8") as f:
