@@ -1,4 +1,4 @@
-"""The `fasttune` command line: run, predict, export, chat, env.
+"""The `fasttune` command line: run, check, predict, export, chat, env.
 
 Importing this module is cheap (no torch, transformers or trl): help, recipe checks and data
 errors come back in well under a second.
@@ -61,6 +61,24 @@ def run(ctx, recipe_path, overrides, show_help):
     from fasttune.run import run as run_recipe
 
     run_recipe(recipe)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("recipe_path", metavar="RECIPE")
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+@click.option("--json", "as_json", is_flag=True, help="The report as one JSON object, for scripts.")
+def check(recipe_path, overrides, as_json):
+    """The data as the model will see it, before any model loads: rows, token lengths, what
+    max_seq_length cuts, the share of trained tokens, task figures and a rendered example per split."""
+    from fasttune.check import inspect, print_report
+    from fasttune.recipe import apply_overrides, load_recipe
+
+    recipe = apply_overrides(load_recipe(recipe_path), list(overrides))
+    report = inspect(recipe, say=(lambda message: None) if as_json else click.echo)
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False))
+    else:
+        print_report(report, Console(soft_wrap=True))
 
 
 @main.command()

@@ -21,26 +21,13 @@ from rich.console import Console
 
 from fasttune import backends, models
 from fasttune.backends.quantization import use_4bit
-from fasttune.data.load import load_rows, split_rows
-from fasttune.data.validate import check_rows
+from fasttune.data.load import load_splits
 from fasttune.errors import ConfigError, DataError, ExportError, Problem
 from fasttune.profiles import warn_unsloth_stack_once
 from fasttune.recipe import Recipe
 from fasttune.run_folder import RunFolder, find_checkpoint, write_json
 from fasttune.throughput import TokenCounter, gpu_peak_gib, reset_gpu_peak
 from fasttune.tracking import make_callback, plot_loss, setup_wandb, wandb_offline_dirs
-
-
-def load_data(recipe: Recipe) -> tuple[list, list]:
-    """Validated (train, eval) rows. Raises DataError naming file, line and field."""
-    data, task = recipe.data, recipe.task
-    rows = load_rows(data.path, data.split)
-    check_rows(rows, task.check_row)
-    if isinstance(data.eval, str):
-        eval_rows = load_rows(data.eval)
-        check_rows(eval_rows, task.check_row)
-        return rows, eval_rows
-    return split_rows(rows, float(data.eval), recipe.train.seed)
 
 
 def run(recipe: Recipe, console: Console | None = None) -> Path:
@@ -50,7 +37,7 @@ def run(recipe: Recipe, console: Console | None = None) -> Path:
     started = time.perf_counter()
 
     # 1. Data, checked in full before anything heavy happens.
-    train_rows, eval_rows = load_data(recipe)
+    train_rows, eval_rows = load_splits(recipe.data, recipe.task.check_row, recipe.train.seed)
     notes = recipe.task.check_dataset(train_rows, eval_rows)
     say(f"Data: {len(train_rows)} train rows, {len(eval_rows)} eval rows ({recipe.task.name})")
     for note in notes:
@@ -99,10 +86,9 @@ def _export(recipe: Recipe, run: RunFolder, backend: str, say) -> None:
                    export_error=f"{type(error).__name__}: {error}")
         if not isinstance(error, Exception):
             raise
-        retry = " ".join(f"--to {f}" for f in recipe.export.formats)
+        retry = " ".join(f"--to {f}" for f in recipe.export.formats) + f" --quant {','.join(recipe.export.quants)}"
         raise ExportError(f"training finished and its result is intact in {run.path}, but the export failed: {error}\n"
-                          f"Try again with: fasttune export {run.path} {retry} --quant {','.join(recipe.export.quants)}"
-                          ) from error
+                          f"Try again with: fasttune export {run.path} {retry} --force") from error
     run.status("finished", backend=backend, export="done")
 
 

@@ -97,6 +97,20 @@ def _read_with_datasets(name: str, data_file: str | None, split: str, label, hea
     return [Row(locate(i), dict(item)) for i, item in enumerate(table)]
 
 
+def load_splits(data, check_row, seed: int) -> tuple[list[Row], list[Row]]:
+    """The (train, eval) rows a recipe's `data` section names, every row checked with the task's
+    `check_row`. Raises DataError naming file, line and field."""
+    from fasttune.data.validate import check_rows
+
+    rows = load_rows(data.path, data.split)
+    check_rows(rows, check_row)
+    if isinstance(data.eval, str):
+        eval_rows = load_rows(data.eval)
+        check_rows(eval_rows, check_row)
+        return rows, eval_rows
+    return split_rows(rows, float(data.eval), seed)
+
+
 def split_rows(rows: list[Row], fraction: float, seed: int) -> tuple[list[Row], list[Row]]:
     """A reproducible (train, eval) split holding out `fraction` of the rows (at least one when > 0)."""
     if fraction <= 0:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypedDict
 
 Message = dict[str, Any]
@@ -37,6 +38,21 @@ Prompt = str | list[Message] | ToolPrompt
 Reference = Any
 """What a held-out prompt should get, as the task's `metrics` reads it; JSON-serializable, since
 `fasttune run` writes it into the run folder (eval_prompts.json)."""
+
+TRAINED_OPEN, TRAINED_CLOSE = "[[", "]]"
+"""How `show_row` marks the text whose tokens carry the loss."""
+
+
+@dataclass
+class RowView:
+    """One row as the trainer will see it (`fasttune check`)."""
+
+    tokens: int
+    """Its length in tokens, before max_seq_length cuts it."""
+    trained: int
+    """Tokens that carry the loss, after the cut."""
+    cut: int
+    """Tokens max_seq_length cuts off (0 when nothing is cut)."""
 
 
 class Task(ABC):
@@ -64,6 +80,18 @@ class Task(ABC):
     def check_dataset(self, train_rows: list, eval_rows: list) -> list[str]:
         """Checks across rows (raise DataError); returns notes for the console. Most tasks need none."""
         return []
+
+    @abstractmethod
+    def view_row(self, row: dict, tokenizer, max_length: int) -> RowView:
+        """Lengths of one validated row as the trainer will see it (`fasttune check`)."""
+
+    @abstractmethod
+    def show_row(self, row: dict, tokenizer, max_length: int) -> str:
+        """One row rendered as the model sees it, the trained text inside [[ ]] (`fasttune check`)."""
+
+    def data_figures(self, train_rows: list, eval_rows: list) -> dict:
+        """Task-specific figures for `fasttune check` (class counts, tool calls, reward columns)."""
+        return {}
 
     # --- training ---
     def setup_tokenizer(self, tokenizer) -> str:
@@ -143,6 +171,16 @@ class SFTTask(Task):
     def tokenize(self, row: dict, tokenizer, max_length: int) -> dict:
         """{"input_ids", "labels" (-100 where no loss), "truncated"} for one validated row."""
 
+    def view_row(self, row: dict, tokenizer, max_length: int) -> RowView:
+        whole = self.tokenize(row, tokenizer, 10**9)
+        n = len(whole["input_ids"])
+        keep = n if self.packs_documents else min(n, max_length)  # packed documents are split, not cut
+        return RowView(n, sum(label != -100 for label in whole["labels"][1:keep]), n - keep)
+
+    def show_row(self, row: dict, tokenizer, max_length: int) -> str:
+        example = self.tokenize(row, tokenizer, max_length)
+        return marked(tokenizer, example["input_ids"], [label != -100 for label in example["labels"]])
+
     def datasets(self, train_rows: list, eval_rows: list, tokenizer, max_length: int):
         from fasttune.data.prepare import tokenize_rows
 
@@ -154,6 +192,17 @@ class SFTTask(Task):
         from fasttune.trainer import build_sft_trainer
 
         return build_sft_trainer(recipe, model, tokenizer, train_ds, eval_ds, run_dir, run_name, callbacks)
+
+
+def marked(tokenizer, ids: list[int], trained: list[bool]) -> str:
+    """Decoded text with every run of trained tokens inside [[ ]]."""
+    out, start = [], 0
+    for i in range(1, len(ids) + 1):
+        if i == len(ids) or trained[i] != trained[start]:
+            text = tokenizer.decode(ids[start:i])
+            out.append(f"{TRAINED_OPEN}{text}{TRAINED_CLOSE}" if trained[start] else text)
+            start = i
+    return "".join(out)
 
 
 def one_line(text: str, limit: int = 400) -> str:

@@ -71,6 +71,11 @@ class Classification(SFTTask):
                          "accuracy will flatter the majority class, read macro-F1")
         return notes
 
+    def data_figures(self, train_rows: list, eval_rows: list) -> dict:
+        count = lambda rows: dict(sorted(Counter(r.data[self.label_column] for r in rows).items()))  # noqa: E731
+        return {"labels": self.labels or sorted(count(train_rows)),
+                "class_counts": {"train": count(train_rows), "eval": count(eval_rows)}}
+
     def unknown_label(self, label) -> str:
         return f"label {label!r} is not one of the valid labels: {', '.join(self.labels)}"
 

@@ -20,7 +20,7 @@ from typing import ClassVar, Literal
 from fasttune.data.prepare import PrepStats
 from fasttune.data.validate import missing, require_text
 from fasttune.errors import ConfigError
-from fasttune.tasks.base import Task, one_line
+from fasttune.tasks.base import RowView, Task, marked, one_line
 
 
 @dataclass
@@ -61,19 +61,35 @@ class DPO(Task):
         turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
         return ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else []) + turns
 
+    def _pair(self, row: dict, tokenizer, max_length: int):
+        from fasttune.chat_template import tokenize_conversation
+
+        prompt = self.messages(row)
+        return [tokenize_conversation(tokenizer, [*prompt, {"role": "assistant", "content": row[k]}], max_length)
+                for k in ("chosen", "rejected")]
+
+    def view_row(self, row: dict, tokenizer, max_length: int) -> RowView:
+        """Both sequences (prompt + chosen, prompt + rejected) are trained on; the replies carry the loss."""
+        whole = self._pair(row, tokenizer, 10**9)
+        lengths = [len(p.input_ids) for p in whole]
+        trained = sum(sum(t != -100 for t in p.labels[:max_length]) for p in whole)
+        return RowView(sum(lengths), trained, sum(max(0, n - max_length) for n in lengths))
+
+    def show_row(self, row: dict, tokenizer, max_length: int) -> str:
+        chosen, rejected = self._pair(row, tokenizer, max_length)
+        return ("chosen:\n" + marked(tokenizer, chosen.input_ids, [t != -100 for t in chosen.labels])
+                + "\nrejected:\n" + marked(tokenizer, rejected.input_ids, [t != -100 for t in rejected.labels]))
+
     def datasets(self, train_rows: list, eval_rows: list, tokenizer, max_length: int):
         """TRL's conversational preference rows; TRL renders them with the tokenizer's chat template."""
         import datasets
-
-        from fasttune.chat_template import tokenize_conversation
 
         out, stats = [], {}
         for split, rows in (("train", train_rows), ("eval", eval_rows)):
             kept, st = [], PrepStats()
             for row in rows:
                 prompt = self.messages(row.data)
-                pair = [tokenize_conversation(tokenizer, [*prompt, {"role": "assistant", "content": row.data[k]}],
-                                              max_length) for k in ("chosen", "rejected")]
+                pair = self._pair(row.data, tokenizer, max_length)
                 st.rows += 1
                 st.truncated += any(p.truncated for p in pair)
                 st.tokens += sum(len(p.input_ids) for p in pair)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -83,6 +84,20 @@ class FunctionCalling(SFTTask):
         if "assistant" not in {m.get("role") for m in messages if isinstance(m, dict)}:
             problems.append(("messages", "no assistant message: nothing to learn from this row"))
         return problems
+
+    def data_figures(self, train_rows: list, eval_rows: list) -> dict:
+        """Tools defined and called, per split: a tool the training rows never call cannot be learnt."""
+        out = {}
+        for split, rows in (("train", train_rows), ("eval", eval_rows)):
+            defined, called, with_call = Counter(), Counter(), 0
+            for r in rows:
+                defined.update(t["function"]["name"] for t in r.data["tools"])
+                calls = [c["function"]["name"] for m in r.data["messages"] for c in (m.get("tool_calls") or [])]
+                called.update(calls)
+                with_call += bool(calls)
+            out[split] = {"rows_with_calls": with_call, "rows_without_calls": len(rows) - with_call,
+                          "tools_defined": dict(sorted(defined.items())), "calls": dict(sorted(called.items()))}
+        return out
 
     def tokenize(self, row: dict, tokenizer, max_length: int) -> dict:
         out = tokenize_conversation(tokenizer, normalized(row["messages"]), max_length, tools=row["tools"])

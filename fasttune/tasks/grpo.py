@@ -20,7 +20,7 @@ from typing import Any, Callable, ClassVar
 from fasttune.data.prepare import PrepStats
 from fasttune.data.validate import missing
 from fasttune.errors import ConfigError, RewardError
-from fasttune.tasks.base import Task
+from fasttune.tasks.base import RowView, Task
 
 
 def checked(fn: Callable) -> Callable:
@@ -97,6 +97,24 @@ class GRPO(Task):
                     if not (isinstance(m, dict) and isinstance(m.get("role"), str)
                             and isinstance(m.get("content"), str))]
         return [(col, f"must be a string or a list of messages, got {type(prompt).__name__}")]
+
+    def view_row(self, row: dict, tokenizer, max_length: int) -> RowView:
+        """A row holds a prompt, which carries no loss: the completions sampled in training do
+        (data_figures says how many). A prompt over max_prompt_length is left out whole."""
+        n = len(tokenizer(self.render_prompt(tokenizer, self.messages(row)), add_special_tokens=False)["input_ids"])
+        return RowView(n, 0, 0 if n <= self.max_prompt_length else n)
+
+    def show_row(self, row: dict, tokenizer, max_length: int) -> str:
+        columns = ", ".join(f"{k}={v!r}" for k, v in self.columns(row).items())
+        return (self.render_prompt(tokenizer, self.messages(row))
+                + f"[[{self.num_generations} sampled completions]]\n(the rewards also see: {columns or 'no columns'})")
+
+    def data_figures(self, train_rows: list, eval_rows: list) -> dict:
+        columns = sorted({k for r in train_rows for k in self.columns(r.data)})
+        return {"completions_per_prompt": self.num_generations, "max_completion_tokens": self.max_completion_length,
+                "reward_functions": [getattr(fn, "__name__", repr(fn)) for fn in self.rewards],
+                "reward_columns": columns,
+                "rows_missing_a_column": sum(any(c not in r.data for c in columns) for r in train_rows + eval_rows)}
 
     def messages(self, row: dict) -> list[dict]:
         prompt = row[self.prompt_column]

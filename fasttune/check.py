@@ -1,0 +1,101 @@
+"""`fasttune check RECIPE`: the data as the model will see it, before any model loads.
+
+Only the tokenizer is loaded. Every row is checked (problems exit 2 with file:line:field, exactly as
+`fasttune run` reports them), then rendered and tokenized by the task as training will: rows per
+split, token-length percentiles and a histogram, what max_seq_length cuts, the share of tokens that
+carry the loss, the task's own figures, and one rendered example per split with the trained text
+inside [[ ]].
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from fasttune.data.load import load_splits
+from fasttune.recipe import Recipe
+
+BINS = 10
+
+
+def inspect(recipe: Recipe, say=print) -> dict:
+    """The report as a JSON-ready dict. Raises DataError / ConfigError like `fasttune run` does."""
+    task, data = recipe.task, recipe.data
+    train_rows, eval_rows = load_splits(data, task.check_row, recipe.train.seed)
+    task.check_dataset(train_rows, eval_rows)
+    tokenizer = load_tokenizer(recipe.model.name, say)
+    template = task.setup_tokenizer(tokenizer)
+    report = {"recipe": recipe.name, "task": task.name, "model": recipe.model.name, "chat_template": template,
+              "max_seq_length": data.max_seq_length, "splits": {}, "figures": task.data_figures(train_rows, eval_rows),
+              "examples": {}}
+    for split, rows in (("train", train_rows), ("eval", eval_rows)):
+        views = [task.view_row(r.data, tokenizer, data.max_seq_length) for r in rows]
+        report["splits"][split] = split_figures(views, data.max_seq_length)
+        if rows:
+            report["examples"][split] = {"where": rows[0].where,
+                                         "text": task.show_row(rows[0].data, tokenizer, data.max_seq_length)}
+    return report
+
+
+def load_tokenizer(name: str, say):
+    from transformers import AutoTokenizer
+
+    from fasttune import models
+
+    return AutoTokenizer.from_pretrained(models.resolve(name, say))
+
+
+def split_figures(views: list, max_length: int) -> dict:
+    lengths = sorted(v.tokens for v in views)
+    kept = sum(v.tokens - v.cut for v in views)
+    return {
+        "rows": len(views),
+        "tokens": sum(lengths),
+        "length": {"p50": percentile(lengths, 50), "p90": percentile(lengths, 90), "p99": percentile(lengths, 99),
+                   "max": lengths[-1] if lengths else 0},
+        "histogram": histogram(lengths, max(max_length, lengths[-1] if lengths else 0)),
+        "rows_cut": sum(v.cut > 0 for v in views),
+        "tokens_cut": sum(v.cut for v in views),
+        "trained_share": round(sum(v.trained for v in views) / kept, 4) if kept else 0.0,
+    }
+
+
+def percentile(sorted_values: list[int], p: float) -> int:
+    """Nearest-rank percentile (a real row's length, not an interpolation)."""
+    if not sorted_values:
+        return 0
+    rank = max(1, -(-len(sorted_values) * p // 100))  # ceil
+    return sorted_values[int(rank) - 1]
+
+
+def histogram(lengths: list[int], top: int) -> list[dict]:
+    """BINS equal-width bins over 0..top tokens: [{"from", "to", "rows"}]."""
+    width = max(1, -(-top // BINS))
+    bins = [{"from": i * width + 1, "to": (i + 1) * width, "rows": 0} for i in range(BINS)]
+    for n in lengths:
+        bins[min((n - 1) // width, BINS - 1) if n > 0 else 0]["rows"] += 1
+    return bins
+
+
+def print_report(report: dict, console: Console) -> None:
+    say = console.print
+    say(f"[bold]{report['recipe']}[/]: task {report['task']}, model {report['model']} "
+        f"(chat template: {report['chat_template']}), max_seq_length {report['max_seq_length']}")
+    for split, fig in report["splits"].items():
+        length = fig["length"]
+        say(f"\n[bold]{split}[/]: {fig['rows']} rows, {fig['tokens']} tokens; length p50 {length['p50']}, "
+            f"p90 {length['p90']}, p99 {length['p99']}, max {length['max']}; "
+            f"{fig['trained_share']:.0%} of the kept tokens carry the loss")
+        if fig["rows_cut"]:
+            say(f"  [yellow]max_seq_length cuts {fig['rows_cut']} rows ({fig['tokens_cut']} tokens)[/]")
+        peak = max((b["rows"] for b in fig["histogram"]), default=0) or 1
+        for b in fig["histogram"]:
+            bar = "█" * round(30 * b["rows"] / peak)
+            marker = "  <- max_seq_length" if b["from"] <= report["max_seq_length"] <= b["to"] else ""
+            say(f"  {b['from']:>6}-{b['to']:<6} {b['rows']:>6} {bar}{marker}", markup=False)
+    if report["figures"]:
+        say("")
+        for key, value in report["figures"].items():
+            say(f"{key}: {value}", markup=False)
+    for split, example in report["examples"].items():
+        say(f"\n[bold]{split} example[/] ({example['where']}; trained text inside [[ ]]):")
+        say(example["text"], markup=False, highlight=False)

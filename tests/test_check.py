@@ -1,0 +1,49 @@
+"""`fasttune check`: the report's figures recomputed here from the data and the real tokenizer."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from helpers import ROOT, run_cli
+
+
+def check_json(*args: str) -> dict:
+    result = run_cli("check", *args, "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout)
+
+
+def test_lengths_cuts_and_example_match_the_tokenized_data(tokenizer):
+    report = check_json("recipes/chat_sft.py", "data.max_seq_length=64")
+    rows = [json.loads(line) for line in (ROOT / "recipes/data/chat_train.jsonl").read_text().splitlines()]
+    lengths = sorted(len(tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"])
+                     for r in rows)
+    train = report["splits"]["train"]
+    assert train["rows"] == len(rows) and train["tokens"] == sum(lengths)
+    assert train["length"]["max"] == lengths[-1] and train["length"]["p50"] == lengths[(len(lengths) + 1) // 2 - 1]
+    assert train["rows_cut"] == sum(n > 64 for n in lengths) > 0
+    assert train["tokens_cut"] == sum(n - 64 for n in lengths if n > 64)
+    assert sum(b["rows"] for b in train["histogram"]) == len(rows)
+    assert 0 < train["trained_share"] < 1
+    example = report["examples"]["train"]
+    assert example["where"] == "recipes/data/chat_train.jsonl:1"
+    assert f"[[{rows[0]['messages'][-1]['content']}<|im_end|>" in example["text"]
+
+
+def test_task_figures_come_from_the_data():
+    report = check_json("recipes/classification.py")
+    rows = [json.loads(line) for line in (ROOT / "recipes/data/intent_eval.jsonl").read_text().splitlines()]
+    assert report["figures"]["class_counts"]["eval"] == dict(sorted(Counter(r["label"] for r in rows).items()))
+    grpo = check_json("recipes/grpo_math.py")["figures"]
+    assert grpo["reward_columns"] == ["answer"] and grpo["reward_functions"][0] == "answer_match"
+
+
+def test_bad_data_is_named_before_any_model_loads(tmp_path):
+    data = tmp_path / "chat.jsonl"
+    data.write_text('{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}\n'
+                    '{"messages": [{"role": "pirate", "content": "Arr"}]}\n')
+    result = run_cli("check", "recipes/chat_sft.py", f"data.path={data}", "data.eval=0")
+    assert result.returncode == 2
+    assert f"{data}:2: messages[0].role: unknown role 'pirate'" in result.stderr
+    assert "Loading" not in result.stdout + result.stderr
