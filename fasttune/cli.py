@@ -60,7 +60,8 @@ def run(ctx, recipe_path, overrides, show_help):
         return
     from fasttune.run import run as run_recipe
 
-    run_recipe(recipe)
+    again = [o for o in overrides if not o.startswith("train.resume=")]
+    run_recipe(recipe, command=" ".join(["fasttune run", recipe_path, *again]))
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -186,10 +187,10 @@ def print_recipe_help(recipe, path: str) -> None:
             click.echo(textwrap.fill(doc, width=100, initial_indent=" " * 6, subsequent_indent=" " * 6))
 
 def fail(error: FasttuneError) -> None:
-    """Print a user error (no traceback) and exit 2."""
+    """Print a user error (no traceback) and exit with its code (2; 130 for an interrupted run)."""
     click.secho(f"{error.label}: ", fg="red", bold=True, err=True, nl=False)
     click.echo(str(error), err=True)
-    sys.exit(2)
+    sys.exit(error.exit_code)
 
 if __name__ == "__main__":
     main()

@@ -16,6 +16,7 @@ class FasttuneError(Exception):
     """Base of every error that is the user's to fix; `label` starts the CLI's message."""
 
     label = "Error"
+    exit_code = 2
 
 
 class ConfigError(FasttuneError, ValueError):
@@ -36,6 +37,19 @@ class ExportError(FasttuneError, ValueError):
     """A model, run or option the exporter cannot handle; the message says what it can."""
 
     label = "Export error"
+
+
+class TrainingDiverged(FasttuneError):
+    """The loss or gradient norm stopped being a finite number; the message says where and why."""
+
+    label = "Training stopped"
+
+
+class RunInterrupted(FasttuneError):
+    """Ctrl-C or SIGTERM during training: a checkpoint was saved at the step reached."""
+
+    label = "Interrupted"
+    exit_code = 130  # what a shell reports for a process ended by Ctrl-C
 
 
 @dataclass

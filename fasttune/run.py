@@ -22,15 +22,17 @@ from rich.console import Console
 from fasttune import backends, models
 from fasttune.backends.quantization import use_4bit
 from fasttune.data.load import load_splits
-from fasttune.errors import ConfigError, DataError, ExportError, Problem
+from fasttune.errors import ConfigError, DataError, ExportError, Problem, RunInterrupted, TrainingDiverged
+from fasttune.interrupts import StopGuard
 from fasttune.profiles import warn_unsloth_stack_once
 from fasttune.recipe import Recipe
-from fasttune.run_folder import RunFolder, find_checkpoint, write_json
+from fasttune.run_folder import RunFolder, find_checkpoint, latest_checkpoint, write_json
 from fasttune.throughput import TokenCounter, gpu_peak_gib, reset_gpu_peak
 from fasttune.tracking import make_callback, plot_loss, setup_wandb, wandb_offline_dirs
 
 
-def run(recipe: Recipe, console: Console | None = None) -> Path:
+def run(recipe: Recipe, console: Console | None = None, command: str = "fasttune run RECIPE") -> Path:
+    """Train `recipe`; `command` is how it was started, for the resume command an interruption prints."""
     console = console or Console(soft_wrap=True)  # paths stay whole, copy-pastable
     say = console.print
     quiet_libraries()
@@ -60,7 +62,7 @@ def run(recipe: Recipe, console: Console | None = None) -> Path:
     # `kill` (SIGTERM) ends the run like Ctrl-C does, so status.json says it was interrupted
     signal.signal(signal.SIGTERM, _terminated)
     try:
-        summary = _train(recipe, backend, run, train_rows, eval_rows, checkpoint, say, console)
+        summary = _train(recipe, backend, run, train_rows, eval_rows, checkpoint, say, console, command)
         summary["wall_time_s"] = round(time.perf_counter() - started, 1)
         write_json(run.path / "eval.json", summary)
     except BaseException as error:
@@ -92,7 +94,8 @@ def _export(recipe: Recipe, run: RunFolder, backend: str, say) -> None:
     run.status("finished", backend=backend, export="done")
 
 
-def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, checkpoint, say, console) -> dict:
+def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, checkpoint, say, console,
+           command: str) -> dict:
     task, data, train = recipe.task, recipe.data, recipe.train
 
     # 4. Model + LoRA.
@@ -120,7 +123,9 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
     wandb_mode = setup_wandb(run.path, run.name, recipe.log.project) if "wandb" in recipe.log.report_to else None
     tokens = TokenCounter(task.count_tokens)
     callback = make_callback(run.path / "metrics.jsonl", console, tokens, task.progress_fields)
-    trainer = task.trainer(recipe, model, tokenizer, train_ds, eval_ds, run.path, run.name, [callback])
+    guard = StopGuard(say)  # Ctrl-C / SIGTERM save a checkpoint; a non-finite loss stops the run
+    callbacks = [callback, guard.callback()]
+    trainer = task.trainer(recipe, model, tokenizer, train_ds, eval_ds, run.path, run.name, callbacks)
     tokens.attach(trainer)
 
     # 7. Before training: eval loss, the task metric, sample answers.
@@ -138,8 +143,10 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
     if checkpoint:
         say(f"Resuming from {checkpoint}")
     reset_gpu_peak()
-    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    with guard.signals():
+        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     peak_gib = gpu_peak_gib()
+    stopped_early(guard, recipe, run.path, command)
 
     # 9. After: the same measurements, then samples, adapter, plots.
     after, after_answers = evaluator.run(trainer, backend, model, tokenizer, has_eval)
@@ -184,6 +191,24 @@ def _fmt(measured: dict, prefix: str = "") -> str:
         elif isinstance(value, int) and not isinstance(value, bool):
             parts.append(f"{prefix}{key} {value}")
     return ", ".join(parts)
+
+
+def stopped_early(guard: StopGuard, recipe: Recipe, run_dir: Path, command: str) -> None:
+    """Raise what a training loop that stopped before its end means: divergence or an interruption."""
+    saved = latest_checkpoint(run_dir)
+    if guard.nonfinite:
+        step, key, value = guard.nonfinite
+        again = " ".join(part for part in command.split(" ") if not part.startswith("train.lr="))
+        last = (f"The last good checkpoint is {saved}; resume from it with a lower learning rate: "
+                f"{again} train.lr={recipe.train.lr / 10:g} train.resume={saved}") if saved else \
+            "No checkpoint was saved before it (train.save_steps writes them)."
+        raise TrainingDiverged(
+            f"{key} became {value} at step {step}. Likely causes: a learning rate too high for this model "
+            f"(train.lr={recipe.train.lr:g}), fp16 overflow (model.dtype=bfloat16 or float32 avoids it), or "
+            f"broken rows in the data (fasttune check shows them). The weights of that step were not saved. {last}")
+    if guard.requested:
+        raise RunInterrupted(f"{guard.requested} during training: checkpoint saved at {saved}.\n"
+                             f"Resume with: {command} train.resume={run_dir}")
 
 
 def _terminated(signum, frame):

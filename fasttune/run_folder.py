@@ -17,7 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
-from fasttune.errors import ConfigError
+from fasttune.errors import ConfigError, RunInterrupted
 
 CONFIG, STATUS, ADAPTER, EVAL_PROMPTS = "config.json", "status.json", "adapter", "eval_prompts.json"
 
@@ -50,10 +50,16 @@ class RunFolder:
     def status(self, state: str, **extra) -> None:
         write_json(self.path / STATUS, {"status": state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra})
 
-    def fail(self, error: BaseException) -> None:
-        state = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+    def fail(self, error: BaseException, **extra) -> None:
+        state = "interrupted" if isinstance(error, KeyboardInterrupt | RunInterrupted) else "failed"
         self.status(state, error=f"{type(error).__name__}: {error}",
-                    traceback="".join(traceback.format_exception(error))[-4000:])
+                    traceback="".join(traceback.format_exception(error))[-4000:], **extra)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint in a run folder's checkpoints/ (None when there is none)."""
+    found = [p for p in (Path(run_dir) / "checkpoints").glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return max(found, key=lambda p: int(p.name.rsplit("-", 1)[1]), default=None)
 
 
 def find_checkpoint(path: str) -> Path:
@@ -61,11 +67,11 @@ def find_checkpoint(path: str) -> Path:
     folder = Path(path)
     if (folder / "trainer_state.json").is_file():
         return folder
-    found = sorted((folder / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
-    if not found:
+    found = latest_checkpoint(folder)
+    if found is None:
         raise ConfigError(f"train.resume: {path} is neither a checkpoint folder nor a run folder with checkpoints "
                           "(set train.save_steps to write them)")
-    return found[-1]
+    return found
 
 
 class FinishedRun:
