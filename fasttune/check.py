@@ -25,6 +25,7 @@ def inspect(recipe: Recipe, say=print) -> dict:
     tokenizer = load_tokenizer(recipe.model.name, say)
     template = task.setup_tokenizer(tokenizer)
     report = {"recipe": recipe.name, "task": task.name, "model": recipe.model.name, "chat_template": template,
+              "data": {"train": data.path, "eval": data.eval},
               "max_seq_length": data.max_seq_length, "splits": {}, "figures": task.data_figures(train_rows, eval_rows),
               "examples": {}}
     for split, rows in (("train", train_rows), ("eval", eval_rows)):
@@ -80,6 +81,7 @@ def print_report(report: dict, console: Console) -> None:
     say = console.print
     say(f"[bold]{report['recipe']}[/]: task {report['task']}, model {report['model']} "
         f"(chat template: {report['chat_template']}), max_seq_length {report['max_seq_length']}")
+    say(f"data: train {report['data']['train']}, eval {report['data']['eval']}", highlight=False)
     for split, fig in report["splits"].items():
         length = fig["length"]
         say(f"\n[bold]{split}[/]: {fig['rows']} rows, {fig['tokens']} tokens; length p50 {length['p50']}, "

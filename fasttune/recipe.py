@@ -98,7 +98,24 @@ def load_recipe(path: str | Path) -> Recipe:
         raise ConfigError(f"{path}: the file must define `recipe = Recipe(...)`")
     if not recipe.name:
         recipe.name = path.stem
+    recipe.data.path = locate(recipe.data.path, path.parent)
+    if isinstance(recipe.data.eval, str):
+        recipe.data.eval = locate(recipe.data.eval, path.parent)
     return recipe
+
+
+def locate(data_path: str, recipe_dir: Path) -> str:
+    """A data path written in a recipe, as the file it names: relative to the current directory when
+    it exists there, else relative to the recipe's folder or one above it (so the shipped recipes,
+    whose paths start at the repository root, run from any directory). Anything else (a hub dataset
+    id, a missing file) is left as written, for the data loader to use or to report."""
+    candidate = Path(data_path)
+    if candidate.is_absolute() or candidate.exists():
+        return data_path
+    for base in (recipe_dir.resolve(), *recipe_dir.resolve().parents):
+        if (base / candidate).exists():
+            return str(base / candidate)
+    return data_path
 
 
 def apply_overrides(recipe: Recipe, overrides: list[str]) -> Recipe:

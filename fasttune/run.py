@@ -26,7 +26,7 @@ from fasttune.errors import ConfigError, DataError, ExportError, Problem, RunInt
 from fasttune.interrupts import StopGuard
 from fasttune.profiles import warn_unsloth_stack_once
 from fasttune.recipe import Recipe
-from fasttune.run_folder import RunFolder, find_checkpoint, latest_checkpoint, write_json
+from fasttune.run_folder import RunFolder, find_checkpoint, latest_checkpoint, write_dir, write_json
 from fasttune.throughput import TokenCounter, gpu_peak_gib, reset_gpu_peak
 from fasttune.tracking import make_callback, plot_loss, setup_wandb, wandb_offline_dirs
 
@@ -41,10 +41,13 @@ def run(recipe: Recipe, console: Console | None = None, command: str = "fasttune
     # 1. Data, checked in full before anything heavy happens.
     train_rows, eval_rows = load_splits(recipe.data, recipe.task.check_row, recipe.train.seed)
     notes = recipe.task.check_dataset(train_rows, eval_rows)
-    say(f"Data: {len(train_rows)} train rows, {len(eval_rows)} eval rows ({recipe.task.name})")
+    eval_from = recipe.data.eval if isinstance(recipe.data.eval, str) else f"{recipe.data.eval:.0%} of the train file"
+    say(f"Data ({recipe.task.name}): {len(train_rows)} train rows from {recipe.data.path}, "
+        f"{len(eval_rows)} eval rows from {eval_from}")
     for note in notes:
         say(note)
     checkpoint = find_checkpoint(recipe.train.resume) if recipe.train.resume else None
+    RunFolder.check_writable(recipe.log.runs_dir)
 
     # 2. Backend: Unsloth is imported here, before transformers/trl/peft.
     backend, why = backends.choose(recipe.model.backend)
@@ -153,8 +156,7 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
     say(f"After training:  {_fmt(after)}")
     evaluator.write_samples(run.path / "samples.md", before_answers, after_answers)
     task.write_artifacts(run.path, before, after)
-    model.save_pretrained(run.path / "adapter")
-    tokenizer.save_pretrained(run.path / "adapter")
+    write_dir(run.path / "adapter", lambda tmp: (model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
     plot_loss(run.path / "metrics.jsonl", run.path / "loss.png")
     if wandb_mode == "offline":
         for folder in wandb_offline_dirs(run.path):

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -28,16 +30,42 @@ def write_json(path: Path, value) -> None:
     os.replace(tmp, path)
 
 
+def write_dir(target: Path, build) -> None:
+    """`build(tmp)` fills a temporary folder beside `target`, which then replaces `target`: an error
+    or a full disk midway leaves no half-written folder under the real name."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        build(tmp)
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 class RunFolder:
     def __init__(self, path: Path):
         self.path = path
         self.name = path.name
 
+    @staticmethod
+    def check_writable(runs_dir: str) -> None:
+        """Refuse a runs folder that cannot be written, before any model loads."""
+        try:
+            Path(runs_dir).mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=runs_dir).close()
+        except OSError as error:
+            raise ConfigError(f"log.runs_dir: cannot write run folders in {runs_dir} "
+                              f"({error.strerror or error}); set log.runs_dir to a writable folder") from None
+
     @classmethod
     def create(cls, runs_dir: str, prefix: str) -> RunFolder:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         root = Path(runs_dir)
-        root.mkdir(parents=True, exist_ok=True)
+        cls.check_writable(runs_dir)
         for n in range(100):
             path = root / (f"{prefix}-{stamp}" + (f"-{n}" if n else ""))
             try:

@@ -47,3 +47,25 @@ def test_bad_data_is_named_before_any_model_loads(tmp_path):
     assert result.returncode == 2
     assert f"{data}:2: messages[0].role: unknown role 'pirate'" in result.stderr
     assert "Loading" not in result.stdout + result.stderr
+
+
+def test_recipe_data_paths_work_from_another_directory(tmp_path):
+    """The shipped recipes name their data from the repository root; run from elsewhere, the path is
+    found from the recipe's own folder, and the report says which file was read."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "fasttune.cli", "check", str(ROOT / "recipes/chat_sft.py"), "--json"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["data"]["train"] == str(ROOT / "recipes/data/chat_train.jsonl")
+    assert report["splits"]["train"]["rows"] == len((ROOT / "recipes/data/chat_train.jsonl").read_text().splitlines())
+
+
+def test_a_runs_folder_that_cannot_be_written_is_refused_before_any_model_loads(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = run_cli("run", "recipes/chat_sft.py", f"log.runs_dir={blocker}/runs")
+    assert result.returncode == 2 and f"log.runs_dir: cannot write run folders in {blocker}/runs" in result.stderr
+    assert "Backend:" not in result.stdout

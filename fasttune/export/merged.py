@@ -9,10 +9,9 @@ the checkpoint is bfloat16, otherwise float16).
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-from fasttune.run_folder import FinishedRun
+from fasttune.run_folder import FinishedRun, write_dir
 
 
 def merge(run: FinishedRun, out_dir: Path, progress=print) -> dict:
@@ -30,14 +29,7 @@ def merge(run: FinishedRun, out_dir: Path, progress=print) -> dict:
     merged = model.merge_and_unload().to(dtype)
     merged.config.use_cache = True
 
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        merged.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        tmp.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    write_dir(out_dir, lambda tmp: (merged.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
     return {
         "format": "merged",
         "path": str(out_dir),

@@ -25,7 +25,7 @@ from pathlib import Path
 from fasttune.errors import ExportError
 from fasttune.export.formats import FORMATS, check
 from fasttune.export.gguf import write_gguf
-from fasttune.run_folder import FinishedRun, open_run, write_json
+from fasttune.run_folder import FinishedRun, open_run, write_dir, write_json
 
 
 @dataclass
@@ -75,11 +75,7 @@ def check_request(run_dir: Path, formats: list[str], quants: list[str], out_dir:
 
 def _adapter(job: Job) -> list[dict]:
     target = job.out_dir / "adapter"
-    tmp = target.with_name(f".{target.name}.tmp")
-    _remove(tmp)
-    shutil.copytree(job.run.adapter, tmp)
-    _remove(target)
-    tmp.rename(target)
+    write_dir(target, lambda tmp: shutil.copytree(job.run.adapter, tmp))
     return [{"format": "adapter", "path": str(target)}]
 
 
