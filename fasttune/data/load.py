@@ -16,6 +16,7 @@ from pathlib import Path
 from fasttune.errors import DataError, Problem
 
 DATASETS_FORMATS = {".csv": "csv", ".parquet": "parquet"}
+MAX_LINE_CHARS = 1_000_000  # far beyond any training example; beyond it a file is broken, not long
 
 
 @dataclass
@@ -33,6 +34,8 @@ def load_rows(path: str, split: str = "train") -> list[Row]:
             return _read_jsonl(p)
         if suffix == ".json":
             return _read_json(p)
+        if suffix == ".csv" and sum(1 for line in p.open("rb") if line.strip()) <= 1:
+            raise DataError([Problem(path, "", "no rows: the data set is empty (a header and no data)")])
         if suffix in DATASETS_FORMATS:
             return _read_with_datasets(DATASETS_FORMATS[suffix], str(p), "train", p, header=suffix == ".csv")
         raise DataError([Problem(path, "", f"unsupported file type {suffix!r}; use .jsonl, .json, .csv or .parquet")])
@@ -43,11 +46,21 @@ def load_rows(path: str, split: str = "train") -> list[Row]:
 
 def _read_jsonl(p: Path) -> list[Row]:
     rows, problems = [], []
-    with p.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    with p.open("rb") as f:  # bytes, decoded line by line: a bad byte is reported with its line
+        for number, raw in enumerate(f, start=1):
+            where = f"{p}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                problems.append(Problem(where, "", f"not UTF-8 text (byte 0x{raw[error.start]:02x} at column "
+                                                   f"{error.start + 1}); save the file as UTF-8"))
+                continue
             if not line.strip():
                 continue
-            where = f"{p}:{number}"
+            if len(line) > MAX_LINE_CHARS:
+                problems.append(Problem(where, "", f"the line is {len(line):,} characters long (the limit is "
+                                                   f"{MAX_LINE_CHARS:,}): rows run together, or a field holds a file"))
+                continue
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as error:
@@ -63,8 +76,13 @@ def _read_jsonl(p: Path) -> list[Row]:
 
 
 def _read_json(p: Path) -> list[Row]:
+    raw = p.read_bytes()
     try:
-        value = json.loads(p.read_text(encoding="utf-8"))
+        value = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise DataError([Problem(f"{p}:{line}", "", f"not UTF-8 text (byte 0x{raw[error.start]:02x}); "
+                                                    "save the file as UTF-8")]) from None
     except json.JSONDecodeError as error:
         raise DataError([Problem(f"{p}:{error.lineno}", "", f"not valid JSON ({error.msg})")]) from None
     if isinstance(value, dict) and isinstance(value.get("data"), list):

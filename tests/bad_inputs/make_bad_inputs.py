@@ -1,0 +1,98 @@
+"""Write the bad-input corpus: one file per case, each with good rows around one bad row (or a whole
+bad file), for tests/test_bad_inputs.py (which writes the one case too big to keep in git: a 1 MB
+row). Deterministic, stdlib only; rerun after changing a case:
+
+    python tests/bad_inputs/make_bad_inputs.py
+"""
+
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+USER, BOT = {"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Ahoy!"}
+WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+def call(name, arguments):
+    return {"role": "assistant", "content": "", "tool_calls": [{"type": "function",
+                                                                 "function": {"name": name, "arguments": arguments}}]}
+
+
+GOOD = {
+    "chat": {"messages": [USER, BOT]},
+    "instruct": {"prompt": "Hi", "completion": "{\"a\": 1}"},
+    "pretrain": {"text": "Some text."},
+    "classify": {"text": "play jazz", "label": "a"},
+    "grpo": {"prompt": "What is 2 + 2?", "answer": "4"},
+    "tools": {"tools": [WEATHER], "messages": [{"role": "user", "content": "Weather in Oslo?"},
+                                               call("get_weather", {"city": "Oslo"}),
+                                               {"role": "tool", "name": "get_weather", "content": "{\"c\": 3}"},
+                                               {"role": "assistant", "content": "3 degrees."}]},
+    "dpo": {"prompt": "What is 2 + 2?", "chosen": "4", "rejected": "5"},
+}
+
+# name -> bad row (a dict, or a raw line as str/bytes); the bad row is always line 3
+ROWS = {
+    "chat__broken_json": '{"messages": [{"role": "user", "content": "Hi?"}',
+    "chat__wrong_column": {"conversation": [USER, BOT]},
+    "chat__messages_not_a_list": {"messages": "Hi?"},
+    "chat__unknown_role": {"messages": [USER, {"role": "pirate", "content": "Arr"}, BOT]},
+    "chat__content_not_a_string": {"messages": [{"role": "user", "content": 42}, BOT]},
+    "chat__empty_answer": {"messages": [USER, {"role": "assistant", "content": "  "}]},
+    "chat__no_user": {"messages": [BOT]},
+    "chat__row_not_an_object": "[1, 2, 3]",
+    "chat__not_utf8": b'{"messages": [{"role": "user", "content": "caf\xe9?"}, {"role": "assistant", "content": "Ahoy!"}]}',
+    "instruct__completion_missing": {"prompt": "Hi"},
+    "instruct__prompt_not_a_string": {"prompt": ["Hi"], "completion": "x"},
+    "instruct__empty_prompt": {"prompt": "", "completion": "x"},
+    "instructjson__completion_not_json": {"prompt": "Hi", "completion": "not json"},
+    "pretrain__empty_text": {"text": "   "},
+    "pretrain__wrong_column": {"body": "Some text."},
+    "pretrain__text_not_a_string": {"text": 12},
+    "classify__label_not_a_string": {"text": "play jazz", "label": 3},
+    "classify__empty_text": {"text": "", "label": "a"},
+    "classifyset__label_outside_the_set": {"text": "play jazz", "label": "c"},
+    "grpo__prompt_missing": {"question": "What is 2 + 2?", "answer": "4"},
+    "grpo__empty_prompt": {"prompt": " ", "answer": "4"},
+    "grpo__message_without_content": {"prompt": [{"role": "user"}], "answer": "4"},
+    "grpo__prompt_a_number": {"prompt": 7, "answer": "4"},
+    "tools__call_to_undefined_tool": {**GOOD["tools"], "messages": [GOOD["tools"]["messages"][0],
+                                                                   call("get_time", {"city": "Oslo"})]},
+    "tools__arguments_break_the_schema": {**GOOD["tools"], "messages": [GOOD["tools"]["messages"][0],
+                                                                       call("get_weather", {"city": 5})]},
+    "tools__arguments_not_json": {**GOOD["tools"], "messages": [GOOD["tools"]["messages"][0],
+                                                               call("get_weather", "{city: Oslo")]},
+    "tools__tool_result_without_a_call": {**GOOD["tools"], "messages": [
+        {"role": "user", "content": "Hi"}, {"role": "tool", "content": "{}"}, {"role": "assistant", "content": "Hi"}]},
+    "tools__tools_missing": {"messages": GOOD["tools"]["messages"]},
+    "tools__unknown_role": {**GOOD["tools"], "messages": [{"role": "robot", "content": "Hi"}, BOT]},
+    "dpo__same_replies": {"prompt": "What is 2 + 2?", "chosen": "4", "rejected": "4"},
+    "dpo__rejected_missing": {"prompt": "What is 2 + 2?", "chosen": "4"},
+}
+
+
+def line(value) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return (value if isinstance(value, str) else json.dumps(value)).encode()
+
+
+def main():
+    for old in HERE.glob("*.*"):
+        if old.suffix in (".jsonl", ".json", ".csv"):
+            old.unlink()
+    for name, bad in ROWS.items():
+        good = GOOD[name.split("__")[0].removesuffix("json").removesuffix("set")]
+        other = {**good, "label": "b"} if "label" in good else good
+        lines = [line(good), line(other), line(bad), line(good), line(other)]
+        (HERE / f"{name}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    (HERE / "chat__empty_file.jsonl").write_text("\n\n")
+    (HERE / "chat__json_not_a_list.json").write_text(json.dumps({"messages": [USER, BOT]}))
+    (HERE / "classify__csv_missing_column.csv").write_text("text,lable\nplay jazz,a\nrain today?,b\nlights off,a\n")
+    (HERE / "classify__csv_header_only.csv").write_text("text,label\n")
+
+
+if __name__ == "__main__":
+    main()
