@@ -74,3 +74,45 @@ def test_a_non_finite_loss_stops_the_run_and_names_the_last_good_checkpoint(tmp_
 
 def _finite(value: float) -> bool:
     return value == value and abs(value) != float("inf")
+
+
+@pytest.mark.parametrize("backend", ["hf", "unsloth"])
+def test_kill_9_then_resume_ends_where_an_uninterrupted_run_ends(backend, tmp_path):
+    """SIGKILL from outside, after a checkpoint: the resumed run's later losses and final adapter are
+    those of a run that was never stopped (data order, RNG, optimizer and scheduler restored)."""
+    from safetensors.torch import load_file
+
+    args = ["run", "recipes/chat_sft.py", *FAST, f"model.backend={backend}", "train.max_steps=8", "train.save_steps=2"]
+    straight = run_cli(*args, f"log.runs_dir={tmp_path / 'straight'}")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+
+    killed_runs = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "fasttune.cli", *args, f"log.runs_dir={killed_runs}"], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while time.time() < deadline and not list(killed_runs.glob("*/checkpoints/checkpoint-4/trainer_state.json")):
+        time.sleep(0.2)
+    process.kill()  # SIGKILL: nothing in the process runs after this
+    process.wait(timeout=60)
+    [killed] = list(killed_runs.iterdir())
+    assert not (killed / "adapter").exists()  # it really died before the end
+
+    resumed = run_cli(*args, f"log.runs_dir={tmp_path / 'resumed'}", f"train.resume={killed}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    [straight_dir] = list((tmp_path / "straight").iterdir())
+    [resumed_dir] = list((tmp_path / "resumed").iterdir())
+    start = json.loads((resumed_dir / "eval.json").read_text())["resumed_from"]
+    start_step = int(start.rsplit("-", 1)[1])
+    assert 4 <= start_step < 8
+
+    def losses(run_dir):
+        return {r["step"]: r["loss"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+                if "loss" in r}
+
+    after = {s: v for s, v in losses(straight_dir).items() if s > start_step}
+    assert after and losses(resumed_dir) == pytest.approx(after, abs=1e-4)
+    a = load_file(straight_dir / "adapter" / "adapter_model.safetensors")
+    b = load_file(resumed_dir / "adapter" / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert (a[key] - b[key]).abs().max() < 1e-5, key
