@@ -28,9 +28,8 @@ def inspect(recipe: Recipe, say=print) -> dict:
               "data": {"train": data.path, "eval": data.eval},
               "max_seq_length": data.max_seq_length, "splits": {}, "figures": task.data_figures(train_rows, eval_rows),
               "examples": {}}
+    report["splits"] = figures(task, {"train": train_rows, "eval": eval_rows}, tokenizer, data.max_seq_length)
     for split, rows in (("train", train_rows), ("eval", eval_rows)):
-        views = [task.view_row(r.data, tokenizer, data.max_seq_length) for r in rows]
-        report["splits"][split] = split_figures(views, data.max_seq_length)
         if rows:
             report["examples"][split] = {"where": rows[0].where,
                                          "text": task.show_row(rows[0].data, tokenizer, data.max_seq_length)}
@@ -43,6 +42,21 @@ def load_tokenizer(name: str, say):
     from fasttune import models
 
     return AutoTokenizer.from_pretrained(models.resolve(name, say))
+
+
+def figures(task, splits: dict, tokenizer, max_length: int) -> dict:
+    """{split: its figures} for rows already checked; `fasttune run` prints their summary lines too."""
+    return {split: split_figures([task.view_row(r.data, tokenizer, max_length) for r in rows], max_length)
+            for split, rows in splits.items()}
+
+
+def summary_line(split: str, fig: dict) -> str:
+    length = fig["length"]
+    text = (f"{split}: {fig['rows']} rows, {fig['tokens']} tokens; length p50 {length['p50']}, p90 {length['p90']}, "
+            f"p99 {length['p99']}, max {length['max']}; {fig['trained_share']:.0%} of the kept tokens carry the loss")
+    if fig["rows_cut"]:
+        text += f"; max_seq_length cuts {fig['rows_cut']} rows ({fig['tokens_cut']} tokens)"
+    return text
 
 
 def split_figures(views: list, max_length: int) -> dict:
@@ -83,12 +97,8 @@ def print_report(report: dict, console: Console) -> None:
         f"(chat template: {report['chat_template']}), max_seq_length {report['max_seq_length']}")
     say(f"data: train {report['data']['train']}, eval {report['data']['eval']}", highlight=False)
     for split, fig in report["splits"].items():
-        length = fig["length"]
-        say(f"\n[bold]{split}[/]: {fig['rows']} rows, {fig['tokens']} tokens; length p50 {length['p50']}, "
-            f"p90 {length['p90']}, p99 {length['p99']}, max {length['max']}; "
-            f"{fig['trained_share']:.0%} of the kept tokens carry the loss")
-        if fig["rows_cut"]:
-            say(f"  [yellow]max_seq_length cuts {fig['rows_cut']} rows ({fig['tokens_cut']} tokens)[/]")
+        say("")
+        say(summary_line(split, fig), highlight=False)
         peak = max((b["rows"] for b in fig["histogram"]), default=0) or 1
         for b in fig["histogram"]:
             bar = "█" * round(30 * b["rows"] / peak)

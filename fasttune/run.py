@@ -114,8 +114,12 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
 
     # 5. Datasets (tokenized with loss masks for SFT); report what truncation cut.
     train_ds, eval_ds, stats = task.datasets(train_rows, eval_rows, tokenizer, data.max_seq_length)
-    for split, split_stats in stats.items():
-        say(split_stats.summary(split, data.max_seq_length))
+    from fasttune.check import figures, summary_line
+
+    for split, fig in figures(task, {"train": train_rows, "eval": eval_rows}, tokenizer, data.max_seq_length).items():
+        say(summary_line(split, fig))  # the first lines of `fasttune check`
+        if stats[split].dropped:
+            say(f"  {stats[split].dropped} {split} rows dropped: nothing left to train on within the length limits")
     if stats["train"].rows == 0:
         raise DataError([Problem(data.path, "", "no row left to train on after truncation; raise data.max_seq_length")])
 

@@ -18,14 +18,6 @@ class PrepStats:
     tokens: int = 0
     trained_tokens: int = 0
 
-    def summary(self, split: str, max_length: int) -> str:
-        text = f"{split}: {self.rows} rows, {self.tokens} tokens ({self.trained_tokens} trained)"
-        if self.truncated:
-            text += f", {self.truncated} truncated to {max_length} tokens"
-        if self.dropped:
-            text += f", {self.dropped} dropped (nothing left to train on after truncation)"
-        return text
-
     def to_dict(self) -> dict:
         return asdict(self)
 
