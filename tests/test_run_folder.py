@@ -1,0 +1,55 @@
+"""The run folder contract's own guarantees: nothing half-written under a real name, incomplete
+checkpoints never resumed from, unfinished runs refused by everything that reads them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fasttune.errors import ConfigError
+from fasttune.run_folder import RunFolder, find_checkpoint, latest_checkpoint, open_run, write_dir
+
+
+def test_write_dir_leaves_the_old_folder_when_building_fails(tmp_path):
+    target = tmp_path / "adapter"
+    write_dir(target, lambda tmp: (tmp.mkdir(), (tmp / "weights").write_text("good")))
+
+    def fails_midway(tmp):
+        tmp.mkdir()
+        (tmp / "weights").write_text("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        write_dir(target, fails_midway)
+    assert (target / "weights").read_text() == "good"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]  # no temporary folder left behind
+
+
+def test_an_incomplete_checkpoint_is_never_resumed_from(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    for step, complete in ((2, True), (4, True), (6, False)):  # 6: killed while saving, trainer_state.json not yet written
+        folder = checkpoints / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        (folder / "adapter_model.safetensors").write_text("x")
+        if complete:
+            (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    assert latest_checkpoint(tmp_path) == checkpoints / "checkpoint-4" == find_checkpoint(str(tmp_path))
+    with pytest.raises(ConfigError, match="neither a checkpoint folder nor a run folder with checkpoints"):
+        find_checkpoint(str(tmp_path / "elsewhere"))
+
+
+def test_only_a_finished_run_opens(tmp_path):
+    run = RunFolder.create(str(tmp_path), "chat")
+    with pytest.raises(ConfigError, match="not a run folder"):
+        open_run(run.path)
+    (run.path / "config.json").write_text(json.dumps({"model": {"name": "m"}, "task": {"type": "ChatSFT"}}))
+    run.status("running")
+    with pytest.raises(ConfigError, match="did not finish \\(status: running\\)"):
+        open_run(run.path)
+    run.status("finished")
+    with pytest.raises(ConfigError, match="adapter/ folder is missing"):
+        open_run(run.path)
+    (run.path / "adapter").mkdir()
+    finished = open_run(run.path)
+    assert finished.task_class().name == "chat_sft" and finished.held_out() is None
