@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
+
+import pytest
 
 from helpers import ROOT, run_cli
 
@@ -69,3 +72,21 @@ def test_a_runs_folder_that_cannot_be_written_is_refused_before_any_model_loads(
     result = run_cli("run", "recipes/chat_sft.py", f"log.runs_dir={blocker}/runs")
     assert result.returncode == 2 and f"log.runs_dir: cannot write run folders in {blocker}/runs" in result.stderr
     assert "Backend:" not in result.stdout
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "recipes").glob("*.py")), ids=lambda p: p.stem)
+def test_check_runs_on_every_shipped_recipe(recipe):
+    from click.testing import CliRunner
+
+    from fasttune.cli import main
+    from fasttune.recipe import load_recipe
+
+    result = CliRunner().invoke(main, ["check", str(recipe), "--json"])
+    assert result.exit_code == 0, result.output[-3000:]
+    report = json.loads(result.output)
+    data = load_recipe(recipe).data
+    for split, path in (("train", data.path), ("eval", data.eval)):
+        fig = report["splits"][split]
+        assert fig["rows"] == len(Path(path).read_text().splitlines())  # every shipped recipe has an eval file
+        assert sum(b["rows"] for b in fig["histogram"]) == fig["rows"] and fig["length"]["max"] > 0
+        assert "[[" in report["examples"][split]["text"]  # the trained part is marked

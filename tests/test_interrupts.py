@@ -19,7 +19,8 @@ pytestmark = pytest.mark.e2e  # trains the embedded model for a few steps
 FAST = ["model.backend=hf", "model.dtype=float32", "eval.samples=0", "log.report_to=[]", "train.warmup_ratio=0"]
 
 
-def test_ctrl_c_saves_a_checkpoint_at_the_step_reached_and_resume_finishes(tmp_path):
+@pytest.mark.parametrize("signum, name", [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_at_the_step_reached_and_resume_finishes(signum, name, tmp_path):
     runs = tmp_path / "runs"
     command = [sys.executable, "-m", "fasttune.cli", "run", "recipes/chat_sft.py", *FAST, "train.max_steps=200",
                f"log.runs_dir={runs}"]
@@ -30,7 +31,7 @@ def test_ctrl_c_saves_a_checkpoint_at_the_step_reached_and_resume_finishes(tmp_p
         if logged and sum('"loss"' in line for line in logged[0].read_text().splitlines()) >= 2:
             break
         time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=600)
     assert process.returncode == 130, stdout[-2000:] + stderr[-2000:]
     [run_dir] = list(runs.iterdir())
@@ -40,7 +41,7 @@ def test_ctrl_c_saves_a_checkpoint_at_the_step_reached_and_resume_finishes(tmp_p
     step = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
     assert 2 <= step < 200 and checkpoint.name == f"checkpoint-{step}"
     assert (checkpoint / "optimizer.pt").is_file() and (checkpoint / "adapter_model.safetensors").is_file()
-    assert f"checkpoint saved at {checkpoint}" in stderr
+    assert f"{name} during training: checkpoint saved at {checkpoint}" in stderr
     resume = f"fasttune run recipes/chat_sft.py {' '.join(FAST)} train.max_steps=200 log.runs_dir={runs} " \
              f"train.resume={run_dir}"
     assert f"Resume with: {resume}" in stderr
