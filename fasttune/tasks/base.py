@@ -1,4 +1,5 @@
-"""The task contract: what `fasttune run`, evaluation, samples, tracking and export may ask of a task.
+"""The task contract: what `fasttune run`, `fasttune check`, evaluation, samples, tracking and export
+may ask of a task.
 
 A task is a dataclass of its own options (they become `task.*` recipe fields) that subclasses
 `Task` and implements its abstract methods; Python refuses to build one that misses any. Shared
@@ -8,8 +9,10 @@ and answered by the task.
 
 Two kinds exist:
 - `SFTTask`: supervised tasks. They implement `tokenize(row)` (input_ids + labels with -100 on
-  untrained tokens) and get tokenized datasets and TRL's SFTTrainer from the base.
-- tasks with their own trainer (GRPO, DPO) subclass `Task` and implement `datasets` and `trainer`.
+  untrained tokens) and get tokenized datasets, TRL's SFTTrainer and `fasttune check`'s views from
+  the base.
+- tasks with their own trainer (GRPO, DPO) subclass `Task` and implement `datasets`, `trainer`,
+  `view_row` and `show_row`.
 
 A new task is one module in fasttune/tasks/ plus its entry in fasttune/tasks/__init__.py.
 """
