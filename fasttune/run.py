@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import traceback
 import warnings
 from pathlib import Path
 
@@ -88,7 +89,8 @@ def _export(recipe: Recipe, run: RunFolder, backend: str, say) -> None:
     except BaseException as error:
         interrupted = isinstance(error, KeyboardInterrupt)
         run.status("finished", backend=backend, export="interrupted" if interrupted else "failed",
-                   export_error=f"{type(error).__name__}: {error}")
+                   export_error=f"{type(error).__name__}: {error}",
+                   export_traceback="".join(traceback.format_exception(error))[-4000:])
         if not isinstance(error, Exception):
             raise
         retry = " ".join(f"--to {f}" for f in recipe.export.formats) + f" --quant {','.join(recipe.export.quants)}"
