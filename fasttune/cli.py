@@ -7,6 +7,7 @@ errors come back in well under a second.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import textwrap
 from pathlib import Path
@@ -25,8 +26,9 @@ Override any field as section.field=value, e.g. `train.lr=1e-4 model.lora.r=32 t
 
 
 class Commands(click.Group):
-    """Every command's FasttuneError (bad config, data, template, export request) becomes a message
-    and exit 2, with no traceback; anything else is a bug and keeps its traceback."""
+    """Every command's FasttuneError (bad config, data, template, export request, a stopped run)
+    becomes a message and its exit code (2; 130 for an interrupted run), with no traceback; anything
+    else is a bug and keeps its traceback."""
 
     def invoke(self, ctx):
         try:
@@ -61,7 +63,7 @@ def run(ctx, recipe_path, overrides, show_help):
     from fasttune.run import run as run_recipe
 
     again = [o for o in overrides if not o.startswith("train.resume=")]
-    run_recipe(recipe, command=" ".join(["fasttune run", recipe_path, *again]))
+    run_recipe(recipe, command=shlex.join(["fasttune", "run", recipe_path, *again]))
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

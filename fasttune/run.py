@@ -12,6 +12,7 @@ in status.json), and the trained run stays usable for `fasttune export` to try a
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import time
 import traceback
@@ -206,7 +207,7 @@ def stopped_early(guard: StopGuard, recipe: Recipe, run_dir: Path, command: str)
     saved = latest_checkpoint(run_dir)
     if guard.nonfinite:
         step, key, value = guard.nonfinite
-        again = " ".join(part for part in command.split(" ") if not part.startswith("train.lr="))
+        again = shlex.join(part for part in shlex.split(command) if not part.startswith("train.lr="))
         last = (f"The last good checkpoint is {saved}; resume from it with a lower learning rate: "
                 f"{again} train.lr={recipe.train.lr / 10:g} train.resume={saved}") if saved else \
             "No checkpoint was saved before it (train.save_steps writes them)."

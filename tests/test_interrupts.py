@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -42,12 +43,12 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint_at_the_step_reached_and_resume_fin
     assert 2 <= step < 200 and checkpoint.name == f"checkpoint-{step}"
     assert (checkpoint / "optimizer.pt").is_file() and (checkpoint / "adapter_model.safetensors").is_file()
     assert f"{name} during training: checkpoint saved at {checkpoint}" in stderr
-    resume = f"fasttune run recipes/chat_sft.py {' '.join(FAST)} train.max_steps=200 log.runs_dir={runs} " \
-             f"train.resume={run_dir}"
+    resume = shlex.join(["fasttune", "run", "recipes/chat_sft.py", *FAST, "train.max_steps=200", f"log.runs_dir={runs}",
+                         f"train.resume={run_dir}"])
     assert f"Resume with: {resume}" in stderr
 
     # the printed command, with fewer steps so the test stays short, continues from that step
-    result = run_cli(*resume.split()[1:-1], f"train.max_steps={step + 1}", f"train.resume={run_dir}")
+    result = run_cli(*shlex.split(resume)[1:-1], f"train.max_steps={step + 1}", f"train.resume={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     [resumed] = [p for p in runs.iterdir() if p != run_dir]
     summary = json.loads((resumed / "eval.json").read_text())
