@@ -1,10 +1,15 @@
-"""Training throughput of the chat SFT recipe on each backend: tokens/s, s/step and peak memory.
+"""Training throughput of the chat SFT recipe: fasttune's backends against plain TRL.
 
-    python benchmarks/throughput.py [--steps 20] [--backends unsloth,hf] [extra overrides...]
+    python benchmarks/throughput.py [--steps 20] [--backends unsloth,hf,plain-trl] [extra overrides...]
 
 Each backend runs `fasttune run recipes/chat_sft.py` in its own process (Unsloth must be imported
-first in a process), with W&B and samples off. Results go to benchmarks/results/throughput-<time>.json
-and are printed as a table. Never part of the test run: on CPU this takes minutes.
+first in a process), with W&B and samples off; `plain-trl` runs benchmarks/plain_trl.py, the
+transformers + peft + TRL script a tutorial would have, on the same model, data, LoRA, batch,
+length, learning rate and schedule. Each row has tokens/s, s/step, peak memory, the per-step
+losses (speed compared at equal learning) and its ratio to plain TRL. The machine is named with its
+CPU and the measured matmul throughput (fp32 and bf16), and tokens/s is put against it. Results go
+to benchmarks/results/throughput-<time>.json and are printed as a table. Never part of the test
+run: on CPU this takes minutes.
 """
 
 from __future__ import annotations
@@ -29,7 +34,57 @@ sys.exit(code)
 """
 
 
+def bench_plain(steps: int) -> dict:
+    from fasttune import models
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "plain.json"
+        command = [sys.executable, "-c", MEASURE, sys.executable, "benchmarks/plain_trl.py",
+                   "--model", models.resolve(models.EMBEDDED), "--steps", str(steps), "--out", str(out)]
+        started = time.perf_counter()
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - started
+        if result.returncode != 0:
+            raise SystemExit(f"plain-trl failed:\n{result.stderr[-3000:]}")
+        summary = json.loads(out.read_text())
+    peak = int(result.stdout.rsplit("PEAK_RSS_KIB", 1)[1].split()[0])
+    return _row("plain-trl", summary["steps"], summary["train_tokens"], summary["train_runtime_s"], peak, wall,
+                None, [r["loss"] for r in summary["losses"]])
+
+
+def _row(backend, steps, tokens, runtime, peak_kib, wall, eval_loss, losses) -> dict:
+    return {"backend": backend, "steps": steps, "train_tokens": tokens, "train_runtime_s": runtime,
+            "tokens_per_s": round(tokens / runtime, 1), "s_per_step": round(runtime / steps, 2),
+            "peak_rss_gib": round(peak_kib / 2**20, 2), "wall_s": round(wall, 1), "eval_loss": eval_loss,
+            "losses": [round(v, 4) for v in losses], "final_loss": round(sum(losses[-3:]) / len(losses[-3:]), 4)}
+
+
+def matmul_gflops(dtype_name: str, n: int = 2048, repeats: int = 5) -> float:
+    """This CPU's dense matrix throughput: the ceiling training's matmuls run against."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b  # warm-up
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return round(2 * n**3 * repeats / (time.perf_counter() - started) / 1e9, 1)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def bench(backend: str, steps: int, extra: list[str]) -> dict:
+    if backend == "plain-trl":
+        return bench_plain(steps)
     with tempfile.TemporaryDirectory() as runs:
         command = [sys.executable, "-c", MEASURE, sys.executable, "-m", "fasttune.cli", "run", "recipes/chat_sft.py",
                    f"model.backend={backend}", f"train.max_steps={steps}", "log.report_to=[]", "eval.samples=0",
@@ -41,35 +96,34 @@ def bench(backend: str, steps: int, extra: list[str]) -> dict:
             raise SystemExit(f"{backend} failed:\n{result.stderr[-3000:]}")
         [run_dir] = list(Path(runs).iterdir())
         summary = json.loads((run_dir / "eval.json").read_text())
+        losses = [r["loss"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+                  if "loss" in r]
     peak = int(result.stdout.rsplit("PEAK_RSS_KIB", 1)[1].split()[0])
-    return {
-        "backend": backend,
-        "steps": summary["steps"],
-        "train_tokens": summary["train_tokens"],
-        "train_runtime_s": summary["train_runtime_s"],
-        "tokens_per_s": round(summary["train_tokens"] / summary["train_runtime_s"], 1),
-        "s_per_step": round(summary["train_runtime_s"] / summary["steps"], 2),
-        "peak_rss_gib": round(peak / 2**20, 2),
-        "wall_s": round(wall, 1),
-        "eval_loss": [summary["before"]["eval_loss"], summary["after"]["eval_loss"]],
-    }
+    return _row(backend, summary["steps"], summary["train_tokens"], summary["train_runtime_s"], peak, wall,
+                [summary["before"]["eval_loss"], summary["after"]["eval_loss"]], losses)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--backends", default="unsloth,hf")
+    parser.add_argument("--backends", default="unsloth,hf,plain-trl")
     parser.add_argument("overrides", nargs="*", help="extra recipe overrides, e.g. train.batch_size=8")
     args = parser.parse_args()
+    machine = {"cpu": cpu_name(), "arch": platform.machine(), "python": platform.python_version(),
+               "matmul_gflops": {d: matmul_gflops(d) for d in ("float32", "bfloat16")}}
     rows = [bench(b, args.steps, args.overrides) for b in args.backends.split(",")]
+    plain = next((r for r in rows if r["backend"] == "plain-trl"), None)
+    for r in rows:
+        r["vs_plain_trl"] = round(r["tokens_per_s"] / plain["tokens_per_s"], 2) if plain else None
     out = ROOT / "benchmarks" / "results" / f"throughput-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": platform.machine(), "python": platform.python_version(),
-                               "overrides": args.overrides, "results": rows}, indent=2) + "\n")
-    print(f"{'backend':8} {'tok/s':>7} {'s/step':>7} {'peak GiB':>9} {'wall s':>7}  eval loss")
+    out.write_text(json.dumps({"machine": machine, "overrides": args.overrides, "results": rows}, indent=2) + "\n")
+    flops = machine["matmul_gflops"]
+    print(f"{machine['cpu']}: matmul {flops['float32']} GFLOP/s fp32, {flops['bfloat16']} GFLOP/s bf16")
+    print(f"{'backend':10} {'tok/s':>7} {'x plain':>8} {'s/step':>7} {'peak GiB':>9} {'final loss':>11}")
     for r in rows:
-        print(f"{r['backend']:8} {r['tokens_per_s']:>7} {r['s_per_step']:>7} {r['peak_rss_gib']:>9} {r['wall_s']:>7}  "
-              f"{r['eval_loss'][0]} -> {r['eval_loss'][1]}")
+        print(f"{r['backend']:10} {r['tokens_per_s']:>7} {r['vs_plain_trl'] or '':>8} {r['s_per_step']:>7} "
+              f"{r['peak_rss_gib']:>9} {r['final_loss']:>11}")
     print(f"written to {out}")
 
 
