@@ -21,9 +21,9 @@ class Evaluator:
         self.task, self.cfg = task, cfg
         wanted = len(eval_rows) if not task.scores_outputs or cfg.metric_rows == 0 else cfg.metric_rows
         count = max(wanted, cfg.samples) if task.scores_outputs else cfg.samples
-        pairs = [task.prompt(r.data) for r in eval_rows[:count]]
-        self.prompts = [p for p, _ in pairs]
-        self.references = [r for _, r in pairs]
+        self.kept = [task.prompt(r.data) for r in eval_rows[:max(count, KEPT_PROMPTS)]]  # eval_prompts.json
+        self.prompts = [p for p, _ in self.kept[:count]]
+        self.references = [r for _, r in self.kept[:count]]
 
     def run(self, trainer, backend, model, tokenizer, has_eval: bool) -> tuple[dict, list[str]]:
         """{eval_loss, **task metrics} and the predictions, from the model as it is now."""
@@ -38,13 +38,11 @@ class Evaluator:
         metrics = self.task.metrics(predictions, self.references, loss)
         return {"eval_loss": loss, **metrics}, predictions
 
-    def write_prompts(self, run_dir: Path, eval_rows: list, tokenizer) -> None:
+    def write_prompts(self, run_dir: Path, tokenizer) -> None:
         """eval_prompts.json: held-out prompts (the ones measured here, and at least KEPT_PROMPTS for
         export verification), each with its rendered text and its reference."""
-        count = max(len(self.prompts), KEPT_PROMPTS)
-        pairs = [self.task.prompt(r.data) for r in eval_rows[:count]]
         write_json(run_dir / EVAL_PROMPTS, [{"prompt": p, "text": self.task.render_prompt(tokenizer, p), "reference": r}
-                                            for p, r in pairs])
+                                            for p, r in self.kept])
 
     def write_samples(self, path: Path, before: list[str], after: list[str]) -> None:
         n = self.cfg.samples

@@ -142,7 +142,7 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
     from fasttune.evaluate import Evaluator
 
     evaluator = Evaluator(task, eval_rows, recipe.eval)
-    evaluator.write_prompts(run.path, eval_rows, tokenizer)  # for export verification, rendered as the model sees them
+    evaluator.write_prompts(run.path, tokenizer)  # for export verification, rendered as the model sees them
     has_eval = task.has_eval_loss and len(eval_ds) > 0
     before, before_answers = evaluator.run(trainer, backend, model, tokenizer, has_eval)
     say(f"Before training: {_fmt(before)}")

@@ -122,19 +122,40 @@ def test_every_error_class_derives_from_the_one_base():
         assert issubclass(getattr(errors, name), FasttuneError), name
 
 
-@pytest.mark.parametrize("error", ["ConfigError", "DataError", "TemplateError", "ExportError", "RewardError"])
-def test_cli_turns_every_fasttune_error_into_a_message_and_exit_2(error, tmp_path):
-    """The group does it for every command: a recipe that raises each error at load time."""
+@pytest.mark.parametrize("name", ["ConfigError", "DataError", "TemplateError", "ExportError", "RewardError",
+                                  "TrainingDiverged", "RunInterrupted"])
+def test_the_cli_group_turns_every_fasttune_error_into_its_message_and_exit_code(name):
+    """fasttune's own command group, with a command that raises each error where a real one would
+    (inside the command, not while loading a recipe)."""
+    import click
+
+    import fasttune.errors as errors
+    from fasttune.cli import Commands
+
+    cls = getattr(errors, name)
+    error = cls([errors.Problem("rows.jsonl:3", "label", "bad")]) if name == "DataError" else cls("what went wrong")
+
+    @click.group(cls=Commands)
+    def group():
+        pass
+
+    @group.command()
+    def boom():
+        raise error
+
+    result = CliRunner().invoke(group, ["boom"])
+    assert result.exit_code == cls.exit_code == (130 if name == "RunInterrupted" else 2), result.output
+    assert result.output.startswith(f"{cls.label}: ") and "Traceback" not in result.output
+    assert str(error) in result.output and not isinstance(result.exception, errors.FasttuneError)
+
+
+def test_a_recipe_that_raises_is_named_by_its_line(tmp_path):
     from fasttune.cli import main
 
-    make = "errors.DataError([errors.Problem('rows.jsonl:3', 'label', 'bad')])" if error == "DataError" \
-        else f"errors.{error}('what went wrong')"
     recipe = tmp_path / "r.py"
-    recipe.write_text(f"from fasttune import errors\nraise {make}\n")
+    recipe.write_text("from fasttune import errors\nraise errors.TemplateError('what went wrong')\n")
     result = CliRunner().invoke(main, ["run", str(recipe)])
-    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
-    assert ("rows.jsonl:3: label: bad" if error == "DataError" else "what went wrong") in result.output
-    assert f"{recipe}:2" in result.output  # the recipe line that raised
+    assert result.exit_code == 2 and f"{recipe}:2: TemplateError: what went wrong" in result.output and "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)

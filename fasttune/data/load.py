@@ -121,10 +121,10 @@ def load_splits(data, check_row, seed: int) -> tuple[list[Row], list[Row]]:
     from fasttune.data.validate import check_rows
 
     rows = load_rows(data.path, data.split)
-    check_rows(rows, check_row)
+    check_rows(rows, check_row, data.path)
     if isinstance(data.eval, str):
         eval_rows = load_rows(data.eval)
-        check_rows(eval_rows, check_row)
+        check_rows(eval_rows, check_row, data.eval)
         return rows, eval_rows
     return split_rows(rows, float(data.eval), seed)
 

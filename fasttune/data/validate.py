@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterable
 from fasttune.errors import DataError, Problem
 
 
-def check_rows(rows: Iterable, check_row: Callable[[dict], list[tuple[str, str]]]) -> None:
-    """Run `check_row` over every `Row` and raise one DataError listing all problems found."""
+def check_rows(rows: Iterable, check_row: Callable[[dict], list[tuple[str, str]]], source: str = "data") -> None:
+    """Run `check_row` over every `Row` and raise one DataError listing all problems found;
+    `source` (the file) is named when there are no rows at all."""
     problems = []
     count = 0
     for row in rows:
@@ -22,8 +23,7 @@ def check_rows(rows: Iterable, check_row: Callable[[dict], list[tuple[str, str]]
     if problems:
         raise DataError(problems)
     if count == 0:
-        raise DataError([Problem("data", "", "no rows: the data set is empty")])
-
+        raise DataError([Problem(source, "", "no rows: the data set is empty")])
 
 
 def missing(row: dict, column: str) -> tuple[str, str]:

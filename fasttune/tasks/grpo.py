@@ -20,7 +20,7 @@ from typing import Any, Callable, ClassVar
 from fasttune.data.prepare import PrepStats
 from fasttune.data.validate import missing
 from fasttune.errors import ConfigError, RewardError
-from fasttune.tasks.base import RowView, Task
+from fasttune.tasks.base import TRAINED_CLOSE, TRAINED_OPEN, RowView, Task
 
 
 def checked(fn: Callable) -> Callable:
@@ -107,7 +107,8 @@ class GRPO(Task):
     def show_row(self, row: dict, tokenizer, max_length: int) -> str:
         columns = ", ".join(f"{k}={v!r}" for k, v in self.columns(row).items())
         return (self.render_prompt(tokenizer, self.messages(row))
-                + f"[[{self.num_generations} sampled completions]]\n(the rewards also see: {columns or 'no columns'})")
+                + f"{TRAINED_OPEN}{self.num_generations} sampled completions{TRAINED_CLOSE}\n"
+                f"(the rewards also see: {columns or 'no columns'})")
 
     def data_figures(self, train_rows: list, eval_rows: list) -> dict:
         columns = sorted({k for r in train_rows for k in self.columns(r.data)})
