@@ -12,8 +12,9 @@ built once on the GPU (in a child process) into --models-dir, so nothing is down
 one `fasttune run` in its own process (Unsloth patches a process for good): 4-bit base, LoRA r=16 on
 all linear layers, gradient checkpointing, no W&B, no samples. A row holds fasttune's own figures
 from eval.json (non-padding tokens/s, training-only peak of torch.cuda.max_memory_allocated,
-runtime), the first and last training loss and the eval loss before/after; a failed run (e.g. CUDA
-out of memory) is a row with its error. Results go to benchmarks/results/gpu-<time>.json, rewritten
+runtime), the steady tokens/s after the first two steps (from metrics.jsonl), the first and last
+training loss and the eval loss before/after; a failed run (e.g. CUDA out of memory) is a row with
+its error. Results go to benchmarks/results/gpu-<time>.json, rewritten
 after every run, and are printed as a table with the unsloth/hf ratios. The parent process never
 imports torch, so it holds no GPU memory while the runs train. Never part of the test run.
 """
@@ -39,6 +40,7 @@ SHAPES = {  # hidden, layers, heads, kv heads, intermediate, tied embeddings
     "1b": (2048, 16, 32, 8, 8192, True),  # Llama-3.2-1B
     "8b": (4096, 32, 32, 8, 14336, False),  # Llama-3.1-8B
 }
+WARMUP_STEPS = 2  # steps left out of the steady tokens/s (see steady_rate)
 PACKAGES = ("torch", "transformers", "trl", "peft", "unsloth", "unsloth_zoo", "bitsandbytes", "xformers", "fasttune")
 GPU_INFO = """
 import json, torch
@@ -111,8 +113,8 @@ def command(run: dict, args, runs_dir: str) -> list[str]:
 
 def bench(run: dict, args) -> dict:
     """Train one planned run in its own process; its row, with `error` set when it failed."""
-    row = {**run, "steps": None, "tokens_per_second": None, "train_tokens": None, "trained_tokens": None,
-           "peak_gib": None, "train_runtime_s": None, "first_loss": None, "last_loss": None,
+    row = {**run, "steps": None, "tokens_per_second": None, "steady_tokens_per_second": None, "train_tokens": None,
+           "trained_tokens": None, "peak_gib": None, "train_runtime_s": None, "first_loss": None, "last_loss": None,
            "eval_loss_before": None, "eval_loss_after": None, "wall_s": None, "error": None}
     with tempfile.TemporaryDirectory(prefix="fasttune-gpu-runs-") as runs_dir:
         started = time.perf_counter()
@@ -126,8 +128,10 @@ def bench(run: dict, args) -> dict:
         summary = json.loads((folders[0] / "eval.json").read_text())
         records = [json.loads(line) for line in (folders[0] / "metrics.jsonl").read_text().splitlines() if line.strip()]
     losses = [r["loss"] for r in records if "loss" in r]
+    counted = [r for r in records if "tokens" in r and "time" in r]
     row.update(
         steps=summary.get("steps"), tokens_per_second=summary.get("tokens_per_second"),
+        steady_tokens_per_second=steady_rate(counted),
         train_tokens=summary.get("train_tokens"), trained_tokens=summary.get("trained_tokens"),
         peak_gib=summary.get("train_peak_gpu_memory_gib"), train_runtime_s=summary.get("train_runtime_s"),
         first_loss=round(losses[0], 4) if losses else None, last_loss=round(losses[-1], 4) if losses else None,
@@ -135,6 +139,16 @@ def bench(run: dict, args) -> dict:
         eval_loss_after=(summary.get("after") or {}).get("eval_loss"),
     )
     return row
+
+
+def steady_rate(records: list[dict], warmup: int = WARMUP_STEPS) -> float | None:
+    """Tokens/s after the first `warmup` logged steps, from metrics.jsonl's cumulative `tokens` and wall
+    `time`: the first steps hold one-off costs (Unsloth compiles each decoder block, kernels autotune)
+    that a long run pays once. None when too few steps were logged to leave a span after warm-up."""
+    if len(records) < warmup + 2:
+        return None
+    start, end = records[warmup - 1], records[-1]
+    return round((end["tokens"] - start["tokens"]) / (end["time"] - start["time"]), 1)
 
 
 def versions() -> dict:
@@ -162,7 +176,8 @@ def line(row: dict) -> str:
     """One table line for a finished run."""
     error = row["error"].splitlines()[-1][:90] if row["error"] else ""
     return (f"{row['shape']:5} {row['recipe']:22} {row['seq']:>6}x{row['batch']:<3} {row['backend']:8} "
-            f"{fmt(row['steps']):>5} {fmt(row['tokens_per_second']):>9} {fmt(row['peak_gib']):>8} "
+            f"{fmt(row['steps']):>5} {fmt(row['tokens_per_second']):>9} {fmt(row['steady_tokens_per_second']):>9} "
+            f"{fmt(row['peak_gib']):>8} "
             f"{fmt(row['train_runtime_s']):>9} {fmt(row['first_loss']):>7} -> {fmt(row['last_loss']):<7} "
             f"{fmt(row['eval_loss_before']):>7} -> {fmt(row['eval_loss_after']):<7} {fmt(row['wall_s']):>7}  {error}")
 
@@ -174,7 +189,8 @@ def print_ratios(rows: list[dict]) -> None:
         unsloth, hf = done.get((shape, recipe, seq, batch, "unsloth")), done.get((shape, recipe, seq, batch, "hf"))
         if unsloth and hf:
             parts = [f"{label} {unsloth[key] / hf[key]:.2f}x" if unsloth[key] and hf[key] else f"{label} -"
-                     for label, key in (("peak memory", "peak_gib"), ("tokens/s", "tokens_per_second"))]
+                     for label, key in (("peak memory", "peak_gib"), ("tokens/s", "tokens_per_second"),
+                                                ("steady tokens/s", "steady_tokens_per_second"))]
             print(f"unsloth/hf {shape} {recipe} {seq}x{batch}: {', '.join(parts)}")
 
 
@@ -226,8 +242,8 @@ def main() -> None:
     report = {"gpu": {"name": gpu["name"], "memory_gib": gpu["memory_gib"]}, "python": platform.python_version(),
               "versions": {**versions(), "cuda": gpu["cuda"]}, "settings": settings, "results": []}
     print(f"{len(runs)} runs on {gpu['name']} ({gpu['memory_gib']} GiB), results in {out}")
-    print(f"{'shape':5} {'recipe':22} {'seq x b':>10} {'backend':8} {'steps':>5} {'tok/s':>9} {'peak GiB':>8} "
-          f"{'train s':>9} {'loss first -> last':>18} {'eval before->after':>18} {'wall s':>7}  error")
+    print(f"{'shape':5} {'recipe':22} {'seq x b':>10} {'backend':8} {'steps':>5} {'tok/s':>9} {'steady':>9} "
+          f"{'peak GiB':>8} {'train s':>9} {'loss first -> last':>18} {'eval before->after':>18} {'wall s':>7}  error")
     for run in runs:
         report["results"].append(bench(run, args))
         out.write_text(json.dumps(report, indent=2) + "\n")  # after every run, so a cut-off benchmark keeps its rows
