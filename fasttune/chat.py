@@ -30,11 +30,12 @@ class HFChat:
             self.model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32).eval()
             self.tokenizer = AutoTokenizer.from_pretrained(target)
 
-    def render(self, messages: list[dict], prefix: str | None) -> str:
+    def render(self, messages: list[dict], prefix: str | None, tools: list[dict] | None = None) -> str:
         if prefix is None:
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return self.tokenizer.apply_chat_template(messages, tools=tools, tokenize=False,
+                                                      add_generation_prompt=True)
         return self.tokenizer.apply_chat_template([*messages, {"role": "assistant", "content": prefix}],
-                                                  tokenize=False, continue_final_message=True)
+                                                  tools=tools, tokenize=False, continue_final_message=True)
 
     def complete(self, text: str, max_new_tokens: int) -> str:
         from fasttune.generate import generate
@@ -51,13 +52,13 @@ class GGUFChat:
         self.template = gguf_inference.chat_template(target)
         self.llm = gguf_inference.open_model(target)
 
-    def render(self, messages: list[dict], prefix: str | None) -> str:
+    def render(self, messages: list[dict], prefix: str | None, tools: list[dict] | None = None) -> str:
         # transformers' own Jinja renderer, so a GGUF renders exactly as its HF folder did
         from transformers.utils.chat_template_utils import render_jinja_template
 
         if prefix is not None:
             messages = [*messages, {"role": "assistant", "content": prefix}]
-        rendered, _ = render_jinja_template(conversations=[messages], chat_template=self.template,
+        rendered, _ = render_jinja_template(conversations=[messages], tools=tools, chat_template=self.template,
                                             add_generation_prompt=prefix is None,
                                             continue_final_message=prefix is not None)
         return rendered[0]

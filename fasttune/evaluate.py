@@ -45,11 +45,16 @@ class Evaluator:
                                             for p, r in self.kept])
 
     def write_samples(self, path: Path, before: list[str], after: list[str]) -> None:
+        """samples.md for people, and beside it samples.json (the same rows) for the Python API."""
         n = self.cfg.samples
         lines = ["# Samples: held-out prompts, answered before and after training", ""]
+        rows = []
         for i, (prompt, ref, b, a) in enumerate(zip(self.prompts[:n], self.references, before, after), start=1):
             heading, *notes = self.task.sample_heading(prompt)
-            lines += [f"## {i}. {heading}", *notes]
-            lines += ["", f"- **before:** {self.task.sample_answer(b)}", f"- **after:** {self.task.sample_answer(a)}",
-                      f"- **reference:** {self.task.sample_reference(ref)}", ""]
+            answers = {"before": self.task.sample_answer(b), "after": self.task.sample_answer(a),
+                       "reference": self.task.sample_reference(ref)}
+            lines += [f"## {i}. {heading}", *notes, ""]
+            lines += [f"- **{key}:** {value}" for key, value in answers.items()] + [""]
+            rows.append({"prompt": heading, **answers})
         path.write_text("\n".join(lines))
+        write_json(path.with_suffix(".json"), rows)

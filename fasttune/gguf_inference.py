@@ -47,9 +47,15 @@ def greedy_continue(llm, prompt_text: str, max_new_tokens: int) -> list[int]:
 
 
 def greedy_tokens(path: Path, prompt_text: str, max_new_tokens: int) -> list[int]:
-    """Open the file, continue one prompt greedily, close it."""
+    """Open the file with a context that holds the prompt and the answer, continue the prompt greedily,
+    close it. (A fixed 512-token context once refused function-calling prompts, whose tool schemas
+    alone run past 500 tokens.)"""
     llm = open_model(path, n_ctx=512)
     try:
+        needed = len(llm.tokenize(prompt_text.encode("utf-8"), add_bos=False, special=True)) + max_new_tokens
+        if needed > llm.n_ctx():
+            llm.close()
+            llm = open_model(path, n_ctx=-(-needed // 256) * 256)
         return greedy_continue(llm, prompt_text, max_new_tokens)
     finally:
         llm.close()

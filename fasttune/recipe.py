@@ -50,6 +50,7 @@ class Recipe:
             raise ConfigError("train.embedding_lr applies to trained embeddings: set model.lora.train_embeddings=true")
         if "gguf" in self.export.formats and self.task.gguf_refusal:
             raise ConfigError(f"export.formats: {self.task.gguf_refusal}")
+        self.task.check_train(self.train)
 
     def to_dict(self) -> dict:
         task = {k: plain(v) for k, v in dataclasses.asdict(self.task).items()}

@@ -144,12 +144,18 @@ def is_run_folder(path: Path) -> bool:
     return (path / CONFIG).is_file() and (path / ADAPTER).is_dir()
 
 
+def read_status(path: Path) -> dict:
+    """status.json of a run folder ({"status": "unknown"} when it has none)."""
+    status = Path(path) / STATUS
+    return json.loads(status.read_text()) if status.is_file() else {"status": "unknown"}
+
+
 def open_run(path: Path) -> FinishedRun:
     """The finished run at `path`; a ConfigError saying what is missing or why it did not finish."""
     path = Path(path)
     if not (path / CONFIG).is_file():
         raise ConfigError(f"{path}: not a run folder (no {CONFIG})")
-    status = json.loads((path / STATUS).read_text()) if (path / STATUS).is_file() else {"status": "unknown"}
+    status = read_status(path)
     if status.get("status") != "finished":
         raise ConfigError(f"{path}: the run did not finish (status: {status.get('status')}), "
                           "so it has no final adapter")

@@ -90,3 +90,13 @@ def test_check_runs_on_every_shipped_recipe(recipe):
         assert fig["rows"] == len(Path(path).read_text().splitlines())  # every shipped recipe has an eval file
         assert sum(b["rows"] for b in fig["histogram"]) == fig["rows"] and fig["length"]["max"] > 0
         assert "[[" in report["examples"][split]["text"]  # the trained part is marked
+
+
+def test_a_task_rule_on_the_train_section_stops_check_and_run_before_any_model_loads(tmp_path):
+    """GRPO fills whole batches with each prompt's group: the rule is the task's (Task.check_train),
+    checked with the recipe, not when its trainer is built after the model has loaded."""
+    for command in ("check", "run"):
+        done = run_cli(command, "recipes/grpo_math.py", "train.batch_size=2", f"log.runs_dir={tmp_path}", timeout=60)
+        assert done.returncode == 2 and "multiple of task.num_generations (4)" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    assert not any(tmp_path.iterdir())  # no run folder

@@ -91,6 +91,17 @@ def test_quantized_exports_run_and_shrink(exports, tokenizer):
         assert tokenizer.decode(tokens).strip()
 
 
+def test_prompts_longer_than_512_tokens_get_a_context_that_holds_them(exports, tokenizer):
+    """Function-calling prompts carry tool schemas (560 tokens in the shipped data); verification and
+    chat must answer them, as they did before the tools were added."""
+    from fasttune.gguf_inference import greedy_tokens
+
+    tools = "; ".join(f"tool_{i}(city: str, date: str, units: str) returns the weather forecast" for i in range(40))
+    text = chat_prompt(tokenizer, f"Tools: {tools}. Which tool gives the forecast for Paris?")
+    assert len(tokenizer(text).input_ids) > 600
+    assert tokenizer.decode(greedy_tokens(exports["q8_0"], text, 16)).strip()
+
+
 def tiny_model(kind: str, folder, smollm2):
     """A random 2-layer model of `kind` with SmolLM2's tokenizer, saved into `folder`."""
     import transformers as tf

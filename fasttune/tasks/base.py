@@ -75,6 +75,10 @@ class Task(ABC):
         """The task from its fields as config.json records them (Recipe.to_dict)."""
         return cls(**fields)
 
+    def check_train(self, train) -> None:
+        """Checks of the recipe's Train section that only this task needs (raise ConfigError); run
+        by Recipe's own check, so a bad combination stops before any data or model loads."""
+
     # --- data, before any model loads ---
     @abstractmethod
     def check_row(self, row: dict) -> list[tuple[str, str]]:

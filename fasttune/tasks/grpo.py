@@ -78,6 +78,12 @@ class GRPO(Task):
         if self.num_generations < 2:
             raise ConfigError("task.num_generations must be at least 2: GRPO compares completions within a group")
 
+    def check_train(self, train) -> None:
+        batch = train.batch_size * train.grad_accum
+        if batch % self.num_generations:
+            raise ConfigError(f"train.batch_size x train.grad_accum ({batch}) must be a multiple of "
+                              f"task.num_generations ({self.num_generations}): each prompt's group fills whole batches")
+
     @classmethod
     def from_config(cls, fields: dict) -> GRPO:
         """Built-in rewards come back from the call config.json recorded (fasttune.rewards.rebuild)."""
@@ -149,11 +155,6 @@ class GRPO(Task):
 
         from fasttune.trainer import common_args, without_printer
 
-        train = recipe.train
-        batch = train.batch_size * train.grad_accum
-        if batch % self.num_generations:
-            raise ConfigError(f"train.batch_size x train.grad_accum ({batch}) must be a multiple of "
-                              f"task.num_generations ({self.num_generations}): each prompt's group fills whole batches")
         args = GRPOConfig(
             **common_args(recipe, model, run_dir, run_name),
             num_generations=self.num_generations, max_completion_length=self.max_completion_length,
