@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import sys
 from pathlib import Path
 
@@ -39,15 +40,16 @@ FORMAT = {
     "dpo": "`prompt`, `chosen` and `rejected`: two answers, the preferred one first. DPO raises the chosen "
            "answer's likelihood relative to the rejected one against a frozen copy of the model.",
 }
-ASK = {  # code that sets QUESTION (and TOOLS) from the held-out data for the chat at the end
+ASK = {  # code that sets QUESTION, from the held-out data where it fits, for the chat at the end
     "chat_sft": 'QUESTION = next(m["content"] for m in first_eval_row["messages"] if m["role"] == "user")',
     "instruct_sft": 'QUESTION = first_eval_row["prompt"]',
     "continued_pretraining": 'QUESTION = "What does the collections module provide?"',
     "grpo": 'QUESTION = first_eval_row["prompt"]',
-    "function_calling": ('QUESTION = next(m["content"] for m in first_eval_row["messages"] if m["role"] == "user")\n'
-                         'TOOLS = first_eval_row["tools"]'),
+    "function_calling": 'QUESTION = next(m["content"] for m in first_eval_row["messages"] if m["role"] == "user")',
     "dpo": 'QUESTION = first_eval_row["prompt"]',
 }
+
+TOOLS = {"function_calling": 'first_eval_row["tools"]'}  # tool definitions the chat passes (None elsewhere)
 
 
 def recipe_facts(path: Path) -> tuple[str, str, int, int]:
@@ -102,7 +104,7 @@ def notebook(path: Path) -> nbformat.NotebookNode:
                                            "for transformers and vLLM." if gguf else
                                            "Merged 16-bit weights. A classifier answers by scoring every label, "
                                            "which a GGUF runtime cannot do, so there is no GGUF for this task.")),
-        code(f'report = run.export({["gguf", "merged"] if gguf else ["merged"]}, quant=EXPORT_QUANT)\n'
+        code(f'report = run.export({json.dumps(["gguf", "merged"] if gguf else ["merged"])}, quant=EXPORT_QUANT)\n'
              'for item in report["exports"]:\n    print(item["format"], item.get("quant", ""), item["path"])\n'
              '    if "verification" in item:\n        print("  agreement with the merged model:", '
              '{k: v for k, v in item["verification"].items() if k != "prompts"})\n'
@@ -117,7 +119,8 @@ def notebook(path: Path) -> nbformat.NotebookNode:
                                     "through llama.cpp with the chat template it was trained with."),
                   code('import json\n\nwith open(recipe.data.eval) as f:\n'
                        '    first_eval_row = json.loads(f.readline())\n'
-                       f'TOOLS = None\n{ASK[task]}\ngguf = next(i["path"] for i in report["exports"] '
+                       f'{ASK[task]}\nTOOLS = {TOOLS.get(task)}\n'
+                       'gguf = next(i["path"] for i in report["exports"] '
                        'if i["format"] == "gguf")\nprint(QUESTION)\n'
                        'print("->", fasttune.chat(gguf, QUESTION, tools=TOOLS, max_new_tokens=64))')]
     cells += [
@@ -127,9 +130,12 @@ def notebook(path: Path) -> nbformat.NotebookNode:
                           "before anything loads.\n\n```python\nrecipe = fasttune.load(\"recipes/" + name +
                           ".py\", \"data.path=my_data.jsonl\", \"data.eval=0.1\")\nfasttune.check(recipe)\n"
                           "run = fasttune.train(recipe)\n```"),
-        new_markdown_cell("## Weights & Biases\nWith a W&B key (Colab: add `WANDB_API_KEY` under Secrets) the run "
-                          "is logged online; without one it is logged offline in the run folder, to upload later "
-                          "with `wandb sync`. `log.report_to=[]` turns it off."),
+        new_markdown_cell("## Weights & Biases\nWith a W&B key the run is logged online; without one (or without "
+                          "network) it is logged offline in the run folder, to upload later with `wandb sync`. "
+                          "On Colab, store the key under Secrets as `WANDB_API_KEY` and, before training, run "
+                          "`import os; from google.colab import userdata; "
+                          "os.environ[\"WANDB_API_KEY\"] = userdata.get(\"WANDB_API_KEY\")`. "
+                          "`log.report_to=[]` turns W&B off."),
         code("print(run.wandb)"),
     ]
     nb = new_notebook(cells=cells, metadata={

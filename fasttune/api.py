@@ -35,13 +35,13 @@ def check(recipe: Recipe, show: bool = True) -> dict:
     split, printed when `show`; returned as the report dict either way."""
     from rich.console import Console
 
-    from fasttune import backends
+    from fasttune.backends import choose
     from fasttune.check import inspect, print_report
 
     # A notebook's kernel lives on: the tokenizer read here imports transformers, and Unsloth must be
     # imported before it for `train` in the same kernel to get Unsloth's patches. The CLI's check is
     # its own process and skips this (it stays instant).
-    backends.choose(recipe.model.backend)
+    choose(recipe.model.backend)
     report = inspect(recipe, say=print if show else (lambda message: None))
     if show:
         print_report(report, Console(soft_wrap=True))

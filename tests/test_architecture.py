@@ -24,6 +24,9 @@ def module_name(path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+ALL_MODULES = {module_name(p) for p in PACKAGE.rglob("*.py")}
+
+
 def imports_of(path) -> set[str]:
     """Every fasttune module `path` imports, at the top or inside a function."""
     found = set()
@@ -31,8 +34,13 @@ def imports_of(path) -> set[str]:
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-            found |= {f"{node.module}.{a.name}" for a in node.names}  # `from fasttune.export import gguf`
+            # `from fasttune.export import gguf` imports the module fasttune.export.gguf; the package
+            # itself counts only for names that are not modules (`from fasttune.errors import X`),
+            # since a package's __init__ has always run before any of its modules is imported
+            submodules = {f"{node.module}.{a.name}" for a in node.names} & ALL_MODULES
+            found |= submodules
+            if len(submodules) < len(node.names):
+                found.add(node.module)
     return {m for m in found if m.startswith("fasttune")}
 
 

@@ -18,6 +18,8 @@ EMBEDDINGS = ["embed_tokens", "lm_head"]
 
 def try_import() -> str | None:
     """Import unsloth; return None on success or the reason it failed."""
+    if "unsloth" in sys.modules:  # imported already (a notebook's check, then train): its patches hold
+        return None
     late = [m for m in ("transformers", "trl", "peft") if m in sys.modules]
     if late:
         warnings.warn(f"{', '.join(late)} imported before unsloth: Unsloth's patches may not apply", stacklevel=2)
