@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--warmup-ratio", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=3407)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--adapter-out", help="save the trained LoRA adapter here (for heldout_loss.py)")
     args = parser.parse_args()
 
     import torch
@@ -83,6 +84,8 @@ def main() -> None:
     started = time.perf_counter()
     result = trainer.train()
     runtime = time.perf_counter() - started
+    if args.adapter_out:
+        trainer.save_model(args.adapter_out)
     Path(args.out).write_text(json.dumps({
         "steps": result.global_step, "train_tokens": seen["tokens"], "train_runtime_s": round(runtime, 1),
         "train_loss": result.training_loss, "losses": losses}) + "\n")

@@ -6,7 +6,9 @@ Each backend runs `fasttune run recipes/chat_sft.py` in its own process (Unsloth
 first in a process), with W&B and samples off; `plain-trl` runs benchmarks/plain_trl.py, the
 transformers + peft + TRL script a tutorial would have, on the same model, data, LoRA, batch,
 length, learning rate and schedule. Each row has tokens/s, s/step, peak memory, the per-step
-losses (speed compared at equal learning) and its ratio to plain TRL. The machine is named with its
+losses, the held-out loss of the trained adapter as benchmarks/heldout_loss.py scores every one
+(speed compared at equal learning: the logged losses average over different tokens) and its
+ratio to plain TRL. The machine is named with its
 CPU and the measured matmul throughput (fp32 and bf16), and tokens/s is put against it. Results go
 to benchmarks/results/throughput-<time>.json and are printed as a table. Never part of the test
 run: on CPU this takes minutes.
@@ -40,22 +42,36 @@ def bench_plain(steps: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "plain.json"
         command = [sys.executable, "-c", MEASURE, sys.executable, "benchmarks/plain_trl.py",
-                   "--model", models.resolve(models.EMBEDDED), "--steps", str(steps), "--out", str(out)]
+                   "--model", models.resolve(models.EMBEDDED), "--steps", str(steps), "--out", str(out),
+                   "--adapter-out", str(Path(tmp) / "adapter")]
         started = time.perf_counter()
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         wall = time.perf_counter() - started
         if result.returncode != 0:
             raise SystemExit(f"plain-trl failed:\n{result.stderr[-3000:]}")
         summary = json.loads(out.read_text())
+        judged = heldout_loss(Path(tmp) / "adapter")
     peak = int(result.stdout.rsplit("PEAK_RSS_KIB", 1)[1].split()[0])
     return _row("plain-trl", summary["steps"], summary["train_tokens"], summary["train_runtime_s"], peak, wall,
-                None, [r["loss"] for r in summary["losses"]])
+                None, [r["loss"] for r in summary["losses"]], judged)
 
 
-def _row(backend, steps, tokens, runtime, peak_kib, wall, eval_loss, losses) -> dict:
+def heldout_loss(adapter: Path) -> float:
+    """The adapter's loss on the held-out chat rows, by benchmarks/heldout_loss.py (the same judge for all)."""
+    from fasttune import models
+
+    result = subprocess.run([sys.executable, "benchmarks/heldout_loss.py", "--model", models.resolve(models.EMBEDDED),
+                             "--adapter", str(adapter)], cwd=ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"heldout_loss.py failed on {adapter}:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])["heldout_loss"]
+
+
+def _row(backend, steps, tokens, runtime, peak_kib, wall, eval_loss, losses, judged) -> dict:
     return {"backend": backend, "steps": steps, "train_tokens": tokens, "train_runtime_s": runtime,
             "tokens_per_s": round(tokens / runtime, 1), "s_per_step": round(runtime / steps, 2),
             "peak_rss_gib": round(peak_kib / 2**20, 2), "wall_s": round(wall, 1), "eval_loss": eval_loss,
+            "heldout_loss": judged,
             "losses": [round(v, 4) for v in losses], "final_loss": round(sum(losses[-3:]) / len(losses[-3:]), 4)}
 
 
@@ -98,9 +114,10 @@ def bench(backend: str, steps: int, extra: list[str]) -> dict:
         summary = json.loads((run_dir / "eval.json").read_text())
         losses = [r["loss"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
                   if "loss" in r]
+        judged = heldout_loss(run_dir / "adapter")
     peak = int(result.stdout.rsplit("PEAK_RSS_KIB", 1)[1].split()[0])
     return _row(backend, summary["steps"], summary["train_tokens"], summary["train_runtime_s"], peak, wall,
-                [summary["before"]["eval_loss"], summary["after"]["eval_loss"]], losses)
+                [summary["before"]["eval_loss"], summary["after"]["eval_loss"]], losses, judged)
 
 
 def main() -> None:
@@ -120,10 +137,11 @@ def main() -> None:
     out.write_text(json.dumps({"machine": machine, "overrides": args.overrides, "results": rows}, indent=2) + "\n")
     flops = machine["matmul_gflops"]
     print(f"{machine['cpu']}: matmul {flops['float32']} GFLOP/s fp32, {flops['bfloat16']} GFLOP/s bf16")
-    print(f"{'backend':10} {'tok/s':>7} {'x plain':>8} {'s/step':>7} {'peak GiB':>9} {'final loss':>11}")
+    print(f"{'backend':10} {'tok/s':>7} {'x plain':>8} {'s/step':>7} {'peak GiB':>9} {'final loss':>11} "
+          f"{'held-out loss':>14}")
     for r in rows:
         print(f"{r['backend']:10} {r['tokens_per_s']:>7} {r['vs_plain_trl'] or '':>8} {r['s_per_step']:>7} "
-              f"{r['peak_rss_gib']:>9} {r['final_loss']:>11}")
+              f"{r['peak_rss_gib']:>9} {r['final_loss']:>11} {r['heldout_loss']:>14}")
     print(f"written to {out}")
 
 
