@@ -154,22 +154,29 @@ def render(path: Path) -> str:
     return nbformat.writes(notebook(path)) + "\n"
 
 
+def stale(folder: Path, write: bool = False) -> list[str]:
+    """Notebooks in `folder` that differ from what the recipes make (missing ones too); rewritten
+    when `write`."""
+    found = []
+    for recipe in sorted((ROOT / "recipes").glob("*.py")):
+        target = folder / f"{recipe.stem}.ipynb"
+        text = render(recipe)
+        if target.is_file() and target.read_text() == text:
+            continue
+        found.append(target.name)
+        if write:
+            target.write_text(text)
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="report notebooks that differ; write nothing")
     args = parser.parse_args()
-    stale = []
-    for recipe in sorted((ROOT / "recipes").glob("*.py")):
-        target = ROOT / "colab" / f"{recipe.stem}.ipynb"
-        text = render(recipe)
-        if target.is_file() and target.read_text() == text:
-            continue
-        stale.append(target.name)
-        if not args.check:
-            target.write_text(text)
-    if args.check and stale:
-        sys.exit(f"out of date (run python colab/make_notebooks.py): {', '.join(stale)}")
-    print(f"{'stale' if args.check else 'written'}: {', '.join(stale) or 'none'}")
+    found = stale(ROOT / "colab", write=not args.check)
+    if args.check and found:
+        sys.exit(f"out of date (run python colab/make_notebooks.py): {', '.join(found)}")
+    print(f"{'stale' if args.check else 'written'}: {', '.join(found) or 'none'}")
 
 
 if __name__ == "__main__":

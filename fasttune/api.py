@@ -22,7 +22,7 @@ from pathlib import Path
 
 from fasttune.errors import ConfigError
 from fasttune.recipe import Recipe, apply_overrides, load_recipe
-from fasttune.run_folder import open_run, read_status
+from fasttune.run_folder import CONFIG, open_run, read_status
 
 
 def load(recipe: str | Path | Recipe, *overrides: str) -> Recipe:
@@ -65,12 +65,9 @@ def chat(target: str | Path, prompt: str, system: str | None = None, tools: list
          max_new_tokens: int = 256) -> str:
     """One answer from a run folder, a merged folder or a .gguf, with the template it was trained with;
     `tools` (function-calling runs) are JSON-schema tool definitions, as in the training rows."""
-    from fasttune.chat import open_target
+    from fasttune.chat import ask
 
-    bot = open_target(Path(target))
-    messages = [{"role": "system", "content": system}] if system else []
-    text = bot.render([*messages, {"role": "user", "content": prompt}], None, tools)
-    return bot.complete(text, max_new_tokens).strip()
+    return ask(Path(target), prompt, system, tools=tools, max_new_tokens=max_new_tokens)
 
 
 class Run:
@@ -79,8 +76,8 @@ class Run:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if not (self.path / "config.json").is_file():
-            raise ConfigError(f"{self.path}: not a run folder (no config.json)")
+        if not (self.path / CONFIG).is_file():
+            raise ConfigError(f"{self.path}: not a run folder (no {CONFIG})")
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, status={self.status['status']!r})"
@@ -127,7 +124,9 @@ class Run:
     @property
     def wandb(self) -> str:
         """Where W&B logged the run: offline folders to `wandb sync`, or that it went online."""
-        offline = sorted((self.path / "wandb").glob("offline-run-*"))
+        from fasttune.tracking import wandb_offline_dirs
+
+        offline = wandb_offline_dirs(self.path)
         if offline:
             return "offline: " + ", ".join(str(p) for p in offline) + " (upload with `wandb sync <folder>`)"
         if (self.path / "wandb").is_dir():

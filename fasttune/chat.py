@@ -75,3 +75,13 @@ def open_target(target: Path):
     if target.is_dir():
         return HFChat(target)
     raise ConfigError(f"{target}: not a run folder, a merged model folder or a .gguf file")
+
+
+def ask(target: Path, prompt: str, system: str | None = None, prefix: str | None = None,
+        tools: list[dict] | None = None, max_new_tokens: int = 256) -> str:
+    """One answer (`fasttune chat --prompt`, `fasttune.chat`): a new turn, or with `prefix` the
+    assistant message that starts with it, continued."""
+    bot = open_target(target)
+    messages = [{"role": "system", "content": system}] if system else []
+    answer = bot.complete(bot.render([*messages, {"role": "user", "content": prompt}], prefix, tools), max_new_tokens)
+    return prefix + answer if prefix else answer.strip()

@@ -148,17 +148,15 @@ def export(run_dir, formats, quants, out, force, verify_prompts):
 @click.option("--max-new-tokens", default=256, show_default=True)
 def chat(target, prompt, system, prefix, max_new_tokens):
     """Chat with a run folder, a merged model folder or a .gguf, using the template it was trained with."""
-    from fasttune.chat import open_target
+    from fasttune.chat import ask, open_target
 
-    bot = open_target(target)
-    messages = [{"role": "system", "content": system}] if system else []
     if prompt is not None:
-        text = bot.render([*messages, {"role": "user", "content": prompt}], prefix)
-        answer = bot.complete(text, max_new_tokens)
-        click.echo(prefix + answer if prefix else answer.strip())
+        click.echo(ask(target, prompt, system, prefix, max_new_tokens=max_new_tokens))
         return
     if prefix:
         fail(ConfigError("--continue needs --prompt"))
+    bot = open_target(target)
+    messages = [{"role": "system", "content": system}] if system else []
     click.echo("Chat: empty line or Ctrl-D to quit.")
     while True:
         try:

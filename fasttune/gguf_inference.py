@@ -47,19 +47,21 @@ def greedy_continue(llm, prompt_text: str, max_new_tokens: int) -> list[int]:
 
 
 def greedy_tokens(path: Path, prompt_text: str, max_new_tokens: int) -> list[int]:
-    """Open the file with a context that holds the prompt and the answer (up to the context the model
-    was trained with, beyond which greedy_continue refuses), continue the prompt greedily, close it.
-    (A fixed 512-token context once refused function-calling prompts: their tool schemas alone run
-    past 500 tokens.)"""
+    """Open the file with a context that holds the prompt and the answer, continue the prompt greedily,
+    close it. The context is sized from the prompt's length (read with the vocabulary alone, no
+    weights), at least 512 tokens and at most the context the model was trained with, beyond which
+    greedy_continue refuses. (A fixed 512 once refused function-calling prompts: their tool schemas
+    alone run past 500 tokens.)"""
     import llama_cpp
 
-    llm = open_model(path, n_ctx=512)
+    vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
     try:
-        needed = len(llm.tokenize(prompt_text.encode("utf-8"), add_bos=False, special=True)) + max_new_tokens
-        trained = llama_cpp.llama_model_n_ctx_train(llm.model)
-        if needed > llm.n_ctx() and llm.n_ctx() < trained:
-            llm.close()
-            llm = open_model(path, n_ctx=min(-(-needed // 256) * 256, trained))
+        needed = len(vocab.tokenize(prompt_text.encode("utf-8"), add_bos=False, special=True)) + max_new_tokens
+        trained = llama_cpp.llama_model_n_ctx_train(vocab.model)
+    finally:
+        vocab.close()
+    llm = open_model(path, n_ctx=min(max(512, -(-needed // 256) * 256), trained))
+    try:
         return greedy_continue(llm, prompt_text, max_new_tokens)
     finally:
         llm.close()

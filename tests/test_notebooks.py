@@ -5,6 +5,7 @@ the embedded model, with its Colab install cell skipped and a few training steps
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -25,15 +26,19 @@ def test_every_recipe_has_a_notebook_as_the_generator_makes_it():
     assert check.returncode == 0, check.stderr + check.stdout
 
 
-def test_generator_check_notices_a_hand_edit(tmp_path):
+def test_generator_check_notices_a_hand_edit_and_a_missing_notebook(tmp_path):
     sys.path.insert(0, str(ROOT / "colab"))
     import make_notebooks
 
-    text = make_notebooks.render(ROOT / "recipes" / "chat_sft.py")
-    assert text == (ROOT / "colab" / "chat_sft.ipynb").read_text()
-    edited = nbformat.reads(text, as_version=4)
-    edited.cells[4].source = edited.cells[4].source.replace("MAX_STEPS = 60", "MAX_STEPS = 61")
-    assert nbformat.writes(edited) + "\n" != text  # what --check compares
+    for path in (ROOT / "colab").glob("*.ipynb"):
+        shutil.copy(path, tmp_path)
+    assert make_notebooks.stale(tmp_path) == []
+    edited = tmp_path / "chat_sft.ipynb"
+    edited.write_text(edited.read_text().replace("MAX_STEPS = 60", "MAX_STEPS = 61"))
+    (tmp_path / "dpo.ipynb").unlink()
+    assert make_notebooks.stale(tmp_path) == ["chat_sft.ipynb", "dpo.ipynb"]
+    assert make_notebooks.stale(tmp_path, write=True) == ["chat_sft.ipynb", "dpo.ipynb"]
+    assert make_notebooks.stale(tmp_path) == []  # rewritten as the recipes make them
 
 
 @pytest.mark.parametrize("name", RECIPES)
