@@ -12,6 +12,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from fasttune.data.load import load_splits
+from fasttune.plan import resolve_auto
 from fasttune.recipe import Recipe
 
 BINS = 10
@@ -24,6 +25,8 @@ def inspect(recipe: Recipe, say=print) -> dict:
     task.check_dataset(train_rows, eval_rows)
     tokenizer = load_tokenizer(recipe.model.name, say)
     template = task.setup_tokenizer(tokenizer)
+    recipe = resolve_auto(recipe, lambda: longest_row(task, train_rows, tokenizer), say)
+    data = recipe.data
     report = {"recipe": recipe.name, "task": task.name, "model": recipe.model.name, "chat_template": template,
               "data": {"train": data.path, "eval": data.eval},
               "max_seq_length": data.max_seq_length, "splits": {}, "figures": task.data_figures(train_rows, eval_rows),
@@ -42,6 +45,11 @@ def load_tokenizer(name: str, say):
     from fasttune import models
 
     return AutoTokenizer.from_pretrained(models.resolve(name, say))
+
+
+def longest_row(task, rows: list, tokenizer) -> int:
+    """The longest row in tokens, rendered as training renders it (what max_seq_length=auto covers)."""
+    return max((task.view_row(r.data, tokenizer, 10**9).tokens for r in rows), default=16)
 
 
 def figures(task, splits: dict, tokenizer, max_length: int) -> dict:

@@ -1,4 +1,4 @@
-"""The `fasttune` command line: run, check, predict, export, chat, env.
+"""The `fasttune` command line: run, check, plan, predict, export, chat, env.
 
 Importing this module is cheap (no torch, transformers or trl): help, recipe checks and data
 errors come back in well under a second.
@@ -82,6 +82,26 @@ def check(recipe_path, overrides, as_json):
         click.echo(json.dumps(report, ensure_ascii=False))
     else:
         print_report(report, Console(soft_wrap=True))
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("recipe_path", metavar="RECIPE")
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+@click.option("--gpu", metavar="SIZE", help="GPU memory to plan for, e.g. 16GB [default: this machine's GPU, "
+              "or a table of 8-80 GB cards].")
+@click.option("--json", "as_json", is_flag=True, help="The plan as one JSON object, for scripts.")
+def plan(recipe_path, overrides, gpu, as_json):
+    """Will RECIPE fit a GPU? The training peak estimated from the model's config alone (no weights
+    loaded), broken down, and the largest batch size and max_seq_length that fit."""
+    from fasttune.plan import detect_gpu, parse_gpu, print_report, report
+    from fasttune.recipe import apply_overrides, load_recipe
+
+    recipe = apply_overrides(load_recipe(recipe_path), list(overrides))
+    result = report(recipe, parse_gpu(gpu) if gpu else detect_gpu())
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        print_report(result, Console(soft_wrap=True).print)
 
 
 @main.command()

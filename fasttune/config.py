@@ -62,14 +62,16 @@ class Data:
     """Held-out data: a fraction of `path` (0 to 0.5) or a file of its own."""
     split: str = "train"
     """Split to read when `path` is a hub dataset id."""
-    max_seq_length: int = 512
-    """Longest example in tokens; longer ones are truncated (and counted)."""
+    max_seq_length: int | Literal["auto"] = 512
+    """Longest example in tokens; longer ones are truncated (and counted).
+    'auto': the longest training row, at most the model's context and what fits the GPU (`fasttune plan`)."""
 
     def __post_init__(self):
         _check(bool(self.path), "data.path is required: a data file or a hub dataset id")
         if isinstance(self.eval, float | int) and not isinstance(self.eval, bool):
             _check(0.0 <= self.eval <= 0.5, f"data.eval as a fraction must be in [0, 0.5], got {self.eval}")
-        _check(self.max_seq_length >= 16, f"data.max_seq_length must be at least 16, got {self.max_seq_length}")
+        _check(self.max_seq_length == "auto" or self.max_seq_length >= 16,
+               f"data.max_seq_length must be at least 16 or auto, got {self.max_seq_length}")
 
 
 @dataclass
@@ -78,8 +80,8 @@ class Train:
     """Optimizer steps to run; -1 trains for `epochs` instead."""
     epochs: float = 1.0
     """Passes over the training data (used when max_steps is -1)."""
-    batch_size: int = 4
-    """Examples per device per step."""
+    batch_size: int | Literal["auto"] = 4
+    """Examples per device per step. 'auto': the largest that fits the GPU (`fasttune plan`); 4 on CPU."""
     grad_accum: int = 1
     """Gradient accumulation steps; the effective batch is batch_size * grad_accum."""
     lr: float = 2e-4
@@ -111,7 +113,8 @@ class Train:
         _check(self.max_steps == -1 or self.max_steps > 0,
                f"train.max_steps must be -1 or positive, got {self.max_steps}")
         _check(self.epochs > 0, f"train.epochs must be positive, got {self.epochs}")
-        _check(self.batch_size > 0, f"train.batch_size must be positive, got {self.batch_size}")
+        _check(self.batch_size == "auto" or self.batch_size > 0,
+               f"train.batch_size must be positive or auto, got {self.batch_size}")
         _check(self.grad_accum > 0, f"train.grad_accum must be positive, got {self.grad_accum}")
         _check(self.lr > 0, f"train.lr must be positive, got {self.lr}")
         _check(0.0 <= self.warmup_ratio < 1.0, f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")

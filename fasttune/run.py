@@ -23,9 +23,11 @@ from rich.console import Console
 
 from fasttune import backends, models
 from fasttune.backends.quantization import use_4bit
+from fasttune.check import load_tokenizer, longest_row
 from fasttune.data.load import load_splits
 from fasttune.errors import ConfigError, DataError, ExportError, Problem, RunInterrupted, TrainingDiverged
 from fasttune.interrupts import StopGuard
+from fasttune.plan import resolve_auto
 from fasttune.profiles import warn_unsloth_stack_once
 from fasttune.recipe import Recipe
 from fasttune.run_folder import RunFolder, find_checkpoint, latest_checkpoint, write_dir, write_json
@@ -58,6 +60,8 @@ def run(recipe: Recipe, console: Console | None = None, command: str = "fasttune
         import torch
 
         warn_unsloth_stack_once(torch.cuda.is_available(), say)
+    recipe = resolve_auto(recipe, lambda: longest_row(recipe.task, train_rows, load_tokenizer(recipe.model.name, say)),
+                          say)  # batch_size / max_seq_length 'auto' become numbers before config.json is written
 
     # 3. The run folder, marked 'running' until the very end.
     run = RunFolder.create(recipe.log.runs_dir, recipe.name)

@@ -122,10 +122,15 @@ def test_wandb_ran_offline_and_the_key_was_never_written(finished_run):
 
 
 def test_checkpoints_and_resume(tmp_path):
-    quick = ["log.report_to=[]", "eval.samples=0", f"log.runs_dir={tmp_path}"]
+    quick = ["log.report_to=[]", "eval.samples=0", f"log.runs_dir={tmp_path}",
+             "data.max_seq_length=auto", "train.batch_size=auto"]  # resolved before the run folder exists
     first = run_cli("run", "recipes/chat_sft.py", "train.max_steps=4", "train.save_steps=2", *quick)
     assert first.returncode == 0, first.stderr[-3000:]
     [run_a] = list(tmp_path.iterdir())
+    config = json.loads((run_a / "config.json").read_text())
+    length = config["data"]["max_seq_length"]
+    assert config["train"]["batch_size"] == 4 and isinstance(length, int) and length % 64 == 0
+    assert f"data.max_seq_length=auto: {length} (longest training row" in first.stdout
     assert sorted(p.name for p in (run_a / "checkpoints").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     after_a = json.loads((run_a / "eval.json").read_text())["after"]["eval_loss"]
 

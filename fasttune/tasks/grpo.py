@@ -79,6 +79,9 @@ class GRPO(Task):
             raise ConfigError("task.num_generations must be at least 2: GRPO compares completions within a group")
 
     def check_train(self, train) -> None:
+        if train.batch_size == "auto":
+            raise ConfigError(f"train.batch_size=auto cannot keep GRPO's groups whole: set a multiple of "
+                              f"task.num_generations ({self.num_generations})")
         batch = train.batch_size * train.grad_accum
         if batch % self.num_generations:
             raise ConfigError(f"train.batch_size x train.grad_accum ({batch}) must be a multiple of "
