@@ -47,6 +47,9 @@ class Shape:
     def from_config(cls, config: dict, source: str) -> Shape:
         """Read a transformers config.json dict (a multimodal one's `text_config` too)."""
         config = config.get("text_config") or config
+        experts = [config.get(k) for k in ("num_local_experts", "num_experts", "n_routed_experts")]
+        if any(isinstance(n, int) and n > 1 for n in experts):
+            raise ConfigError(f"{source}: a mixture-of-experts model; this estimate covers dense decoders only")
 
         def need(*keys: str) -> int:
             for key in keys:

@@ -16,7 +16,7 @@ from fasttune.check import inspect, longest_row
 from fasttune.cli import main
 from fasttune.errors import ConfigError
 from fasttune.recipe import apply_overrides, load_recipe
-from helpers import ROOT
+from helpers import ROOT, run_cli
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import gpu  # noqa: E402  (benchmarks/ is scripts, not a package)
@@ -125,6 +125,19 @@ def test_plan_without_a_gpu_prints_a_table_of_cards():
 def test_plan_refuses_clearly(args, message):
     result = CliRunner().invoke(main, ["plan", "recipes/chat_sft.py", *args])
     assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_hub_model_without_network_fails_clearly():
+    result = run_cli("plan", "recipes/chat_sft.py", "model.name=nobody/no-such-model", "--gpu", "16",
+                     env={"HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 2 and "could not load model 'nobody/no-such-model'" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_mixture_of_experts_is_refused_not_misestimated(tmp_path):
+    folder = model_folder(tmp_path, {**SHAPE_8B, "num_local_experts": 8})
+    with pytest.raises(ConfigError, match="mixture-of-experts"):
+        memory.Shape.from_config(plan.model_config(str(folder)), str(folder))
 
 
 def test_config_missing_a_dimension_is_named(tmp_path):
