@@ -1,0 +1,130 @@
+"""Reasoning ("thinking") in data and at inference: one place for the field names, the checks, the
+thinking switch, and how a generated answer splits into its thinking and its final answer.
+
+Reasoning models answer in two parts, a thinking block and then the answer. Data carries the
+reasoning beside the answer in `reasoning_content` (the field Qwen3's template and OpenAI-style
+reasoning data use); `thinking` is accepted as an alias and renamed before rendering, so the chat
+template only ever sees `reasoning_content`. The switch is Qwen3's `enable_thinking` template
+variable: templates that do not mention it ignore it, which is why `takes_switch` exists — asking
+for a switch a template does not have is an error, not a silent no-op.
+"""
+
+from __future__ import annotations
+
+import re
+
+from fasttune.errors import ConfigError
+
+REASONING = "reasoning_content"
+ALIAS = "thinking"
+OPEN, CLOSE = "<think>", "</think>"
+
+MODES = ("on", "off")
+"""What `--thinking` and `eval.thinking` name; `None` everywhere means the template's own default."""
+
+_BLOCK = re.compile(rf"\s*{re.escape(OPEN)}(.*?){re.escape(CLOSE)}(.*)", re.DOTALL)
+
+
+def reasoning_key(item: dict) -> str | None:
+    """Which of the two field names `item` (a message or a row) carries its reasoning in, if any
+    (null counts as none: OpenAI-style data writes it on turns without reasoning)."""
+    return next((key for key in (REASONING, ALIAS) if item.get(key) is not None), None)
+
+
+def check_reasoning(item: dict, where: str) -> list[tuple[str, str]]:
+    """Problems with the reasoning of one assistant message or completion row: a string, one field."""
+    key = reasoning_key(item)
+    if key is None:
+        return []
+    if item.get(REASONING) is not None and item.get(ALIAS) is not None:
+        return [(f"{where}{ALIAS}", f"give the reasoning in {REASONING} or in {ALIAS}, not both")]
+    if not isinstance(item[key], str):
+        return [(f"{where}{key}", f"must be a string, got {type(item[key]).__name__}")]
+    return []
+
+
+def misplaced(message: dict, where: str) -> list[tuple[str, str]]:
+    """Reasoning on a turn other than the assistant's: only the model's own turns think."""
+    key = reasoning_key(message)
+    if key is None or message.get("role") == "assistant":
+        return []
+    return [(f"{where}{key}", f"reasoning belongs on assistant messages only, not on a {message.get('role')!r} one")]
+
+
+def normalized(message: dict) -> dict:
+    """The message with its reasoning under `reasoning_content` (the alias renamed, nulls dropped)."""
+    key = reasoning_key(message)
+    out = {k: v for k, v in message.items() if k not in (REASONING, ALIAS)}
+    return out if key is None else {**out, REASONING: message[key]}
+
+
+def has_reasoning(messages: list[dict]) -> bool:
+    return any(reasoning_key(m) is not None for m in messages if isinstance(m, dict))
+
+
+def takes_reasoning(template: str | None) -> bool:
+    """Whether a chat template renders `reasoning_content` itself (Qwen3's, DeepSeek-R1-style ones)."""
+    return REASONING in (template or "")
+
+
+def takes_switch(template: str | None) -> bool:
+    """Whether a chat template reads the `enable_thinking` switch."""
+    return "enable_thinking" in (template or "")
+
+
+def switch(mode: str | bool | None) -> bool | None:
+    """'on' / 'off' (or a bool) as the value of `enable_thinking`; None leaves it unset."""
+    if mode is None or isinstance(mode, bool):
+        return mode
+    if mode not in MODES:
+        raise ConfigError(f"thinking must be 'on' or 'off', got {mode!r}")
+    return mode == "on"
+
+
+def template_kwargs(enabled: bool | None) -> dict:
+    """What apply_chat_template gets for a switch value: nothing when it is unset."""
+    return {} if enabled is None else {"enable_thinking": enabled}
+
+
+def require_switch(template: str | None, enabled: bool | None, what: str) -> None:
+    if enabled is not None and not takes_switch(template):
+        raise ConfigError(f"{what}: its chat template has no thinking switch (enable_thinking), so thinking "
+                          "cannot be turned on or off; train with reasoning data to get fasttune's thinking template")
+
+
+def split_answer(text: str) -> tuple[str | None, str]:
+    """(the thinking, the final answer) of a generated text: the answer is what follows the think
+    block. No block: no thinking, all answer. A block that never closes: all thinking, no answer."""
+    found = _BLOCK.match(text)
+    if found:
+        return found.group(1).strip(), found.group(2).strip()
+    stripped = text.strip()
+    if stripped.startswith(OPEN):
+        return stripped[len(OPEN):].strip(), ""
+    return None, stripped
+
+
+class ReasoningData:
+    """For SFT tasks whose rows may carry reasoning (mixed in before SFTTask). Whether any row does
+    is known from `check_dataset`, which `fasttune run` and `fasttune check` call before
+    `setup_tokenizer`: then a template that cannot render reasoning gives way to fasttune's thinking
+    ChatML, and data without reasoning keeps the model's own template exactly as before."""
+
+    reasoning_rows = 0  # set by check_dataset; not a dataclass field, so config.json never records it
+
+    def row_has_reasoning(self, row: dict) -> bool:
+        raise NotImplementedError
+
+    def check_dataset(self, train_rows: list, eval_rows: list) -> list[str]:
+        self.reasoning_rows = sum(self.row_has_reasoning(r.data) for r in [*train_rows, *eval_rows])
+        if not self.reasoning_rows:
+            return []
+        return [f"{self.reasoning_rows} of {len(train_rows) + len(eval_rows)} rows carry reasoning "
+                f"(rendered in a think block before the answer)"]
+
+    def setup_tokenizer(self, tokenizer) -> str:
+        if not self.reasoning_rows:
+            return super().setup_tokenizer(tokenizer)
+        from fasttune.chat_template import ensure_thinking_template
+
+        return ensure_thinking_template(tokenizer)
