@@ -22,12 +22,13 @@ from fasttune import thinking
 from fasttune.chat_template import tokenize_conversation
 from fasttune.data.validate import missing
 from fasttune.tasks.base import SFTTask
+from fasttune.tasks.reasoning import ReasoningData
 
 ROLES = ("system", "user", "assistant")
 
 
 @dataclass
-class ChatSFT(thinking.ReasoningData, SFTTask):
+class ChatSFT(ReasoningData, SFTTask):
     column: str = "messages"
     """Column holding each conversation (a list of {role, content} messages)."""
     train_on_reasoning: bool = True

@@ -26,10 +26,11 @@ from fasttune import thinking
 from fasttune.chat_template import IGNORE, tokenize_conversation
 from fasttune.data.validate import require_text
 from fasttune.tasks.base import SFTTask
+from fasttune.tasks.reasoning import ReasoningData
 
 
 @dataclass
-class InstructSFT(thinking.ReasoningData, SFTTask):
+class InstructSFT(ReasoningData, SFTTask):
     template: Literal["chat", "raw"] = "chat"
     """'chat': prompt as the user turn of the chat template; 'raw': prompt + completion + EOS, for base models."""
     metric: Literal["json", "exact", "none"] = "exact"
