@@ -22,5 +22,5 @@ recipe = Recipe(
         max_seq_length=128,
     ),
     train=Train(max_steps=60, batch_size=4, lr=5e-4, gradient_checkpointing=False),
-    eval=Eval(samples=4, metric_rows=40, max_new_tokens=96, thinking="both"),
+    eval=Eval(samples=4, metric_rows=32, max_new_tokens=64, batch_size=16, thinking="both"),
 )

@@ -3,9 +3,9 @@
 Task: supervised fine-tuning on reasoning traces. Every row is a prompt/completion pair whose
 completion has its step-by-step reasoning beside it, in `reasoning_content`:
     {"prompt": "How many hours are in 7 days?",
-     "reasoning_content": "1 day is 24 hours, so 7 days is 7 × 24 hours. 7 × 24 = 7 × 20 + 7 × 4 = 140 + 28 = 168.",
+     "reasoning_content": "1 day = 24 hours. 7 × 24 = 7 × 20 + 7 × 4 = 140 + 28 = 168.",
      "completion": "168 hours"}
-The answer is exact: the number and the unit. The reasoning names the factor, then multiplies in
+The answer is exact: the number and the unit. The reasoning states the factor, then multiplies in
 steps a small model can follow (a two-digit factor is split into tens and units; 60 is 6 × 10).
 One training row in five has an empty reasoning: Qwen3's convention for "answered without
 thinking", the same empty think block `enable_thinking=false` prefills at inference, so the model
@@ -55,7 +55,7 @@ def steps(n: int, f: int) -> str:
 
 def row(n: int, conversion: tuple, phrasing: str, think: bool) -> dict:
     big, one, small, f = conversion
-    reasoning = f"1 {one} is {f} {small}, so {n} {big} is {n} × {f} {small}. {steps(n, f)}"
+    reasoning = f"1 {one} = {f} {small}. {steps(n, f)}"
     return {"prompt": phrasing.format(n=n, big=big, small=small),
             "reasoning_content": reasoning if think else "", "completion": f"{n * f} {small}"}
 
