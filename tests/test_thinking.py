@@ -154,3 +154,14 @@ def test_the_modelfile_renders_thinking_as_training_did(tok, tmp_path):
     tok.chat_template = CHATML
     write_modelfile(tmp_path / "plain.Modelfile", "m.gguf", tok)
     assert ".Thinking" not in (tmp_path / "plain.Modelfile").read_text()
+
+
+def test_interactive_chat_keeps_a_replys_thinking_as_its_reasoning(tok):
+    from fasttune.chat import as_message
+
+    tok.chat_template = THINK_CHATML
+    reply = as_message(f"<think>\n{REASONING}\n</think>\n\n{ANSWER}")
+    assert reply == {"role": "assistant", "content": ANSWER, "reasoning_content": REASONING}
+    # the next turn's prompt shows that reply exactly as training rendered it
+    assert render(tok, [QUESTION, reply]) == render(tok, conversation()["messages"])
+    assert as_message(ANSWER) == {"role": "assistant", "content": ANSWER}
