@@ -11,8 +11,6 @@ for a switch a template does not have is an error, not a silent no-op.
 
 from __future__ import annotations
 
-import re
-
 from fasttune.errors import ConfigError
 
 REASONING = "reasoning_content"
@@ -21,8 +19,6 @@ OPEN, CLOSE = "<think>", "</think>"
 
 MODES = ("on", "off")
 """What `--thinking` and `eval.thinking` name; `None` everywhere means the template's own default."""
-
-_BLOCK = re.compile(rf"\s*{re.escape(OPEN)}(.*?){re.escape(CLOSE)}(.*)", re.DOTALL)
 
 
 def reasoning_key(item: dict) -> str | None:
@@ -94,12 +90,13 @@ def require_switch(template: str | None, enabled: bool | None, what: str) -> Non
 
 def split_answer(text: str) -> tuple[str | None, str]:
     """(the thinking, the final answer) of a generated text: the answer is what follows the think
-    block. No block: no thinking, all answer. A block that never closes: all thinking, no answer."""
-    found = _BLOCK.match(text)
-    if found:
-        return found.group(1).strip(), found.group(2).strip()
-    stripped = text.strip()
-    if stripped.startswith(OPEN):
-        return stripped[len(OPEN):].strip(), ""
-    return None, stripped
-
+    block's end. The opening tag may be missing — templates that open the block in the generation
+    prompt (DeepSeek-R1's, Qwen3's thinking-only ones) leave only `</think>` in the output. No block:
+    no thinking, all answer. A block that never closes: all thinking, no answer."""
+    head, closed, tail = text.partition(CLOSE)
+    head = head.strip()
+    if closed:
+        return head.removeprefix(OPEN).strip(), tail.strip()
+    if head.startswith(OPEN):
+        return head[len(OPEN):].strip(), ""
+    return None, head

@@ -128,6 +128,7 @@ def test_a_template_without_the_switch_refuses_it(tok):
     ("168 hours", (None, "168 hours")),
     ("<think>\n\n</think>\n\n168 hours", ("", "168 hours")),
     ("<think>\n7 × 24 = 1", ("7 × 24 = 1", "")),  # cut off while thinking: no answer
+    ("7 × 24 = 168.\n</think>\n\n168 hours", ("7 × 24 = 168.", "168 hours")),  # the block opened in the prompt
 ])
 def test_the_answer_is_what_follows_the_think_block(text, expected):
     assert thinking.split_answer(text) == expected
