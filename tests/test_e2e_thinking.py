@@ -76,8 +76,10 @@ def test_chat_toggles_thinking_on_the_run_folder_merged_folder_and_gguf(run_dir)
             result = run_cli("chat", str(target), "--prompt", QUESTION, "--thinking", mode, "--max-new-tokens", "24")
             assert result.returncode == 0, result.stderr[-2000:]
             answers[name, mode] = result.stdout.strip()
-    for mode in ("on", "off"):  # every target renders the switch the same way, so answers the same
-        assert answers["run", mode] == answers["merged", mode] == answers["gguf", mode], answers
+    # the GGUF renders the switch as the merged folder does, so it answers the same; the run folder
+    # (float32 base + adapter, not the 16-bit merge) may part after a near-tie in a 4-step model
+    for mode in ("on", "off"):
+        assert answers["merged", mode] == answers["gguf", mode] and answers["run", mode], answers
     # "off" prefilled the empty think block: the model went straight to its answer
     assert thinking.split_answer(answers["run", "off"])[0] is None, answers
 
