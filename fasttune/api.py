@@ -20,6 +20,10 @@ import json
 import shlex
 from pathlib import Path
 
+# Imported here, while the package loads, so that `fasttune.chat` stays the function below: a
+# submodule imported for the first time later would replace that package attribute with itself, and
+# a second `fasttune.chat(...)` in the same session would call a module.
+from fasttune import chat as chat_module
 from fasttune.errors import ConfigError
 from fasttune.recipe import Recipe, apply_overrides, load_recipe
 from fasttune.run_folder import CONFIG, open_run, read_status
@@ -66,9 +70,8 @@ def chat(target: str | Path, prompt: str, system: str | None = None, tools: list
     """One answer from a run folder, a merged folder or a .gguf, with the template it was trained with;
     `tools` (function-calling runs) are JSON-schema tool definitions, as in the training rows;
     `thinking` ('on' / 'off', or a bool) sets the template's enable_thinking (reasoning models)."""
-    from fasttune.chat import ask
-
-    return ask(Path(target), prompt, system, tools=tools, max_new_tokens=max_new_tokens, thinking_mode=thinking)
+    return chat_module.ask(Path(target), prompt, system, tools=tools, max_new_tokens=max_new_tokens,
+                           thinking_mode=thinking)
 
 
 class Run:
