@@ -164,13 +164,8 @@ class Task(ABC):
         return lines
 
     def sample_answer(self, answer: str) -> str:
-        """One answer as samples.md shows it; a think block apart from the answer that follows it."""
-        from fasttune.thinking import split_answer
-
-        thought, final = split_answer(answer)
-        if thought is None:
-            return one_line(answer)
-        return f"_thinking:_ {one_line(thought) or '(empty)'} — _answer:_ {one_line(final) or '(none)'}"
+        """One answer as samples.md shows it."""
+        return one_line(answer)
 
     def sample_reference(self, reference: Reference) -> str:
         return one_line(reference if isinstance(reference, str) else json.dumps(reference, ensure_ascii=False))

@@ -1,5 +1,6 @@
 """What the SFT tasks whose rows may carry reasoning share (chat_sft.py, instruct_sft.py): choosing
-the template from the data. The field names, checks and the thinking switch are fasttune/thinking.py.
+the template from the data, and samples that show an answer's thinking apart from its final answer.
+The field names, checks and the thinking switch are fasttune/thinking.py.
 """
 
 from __future__ import annotations
@@ -7,6 +8,8 @@ from __future__ import annotations
 from abc import abstractmethod
 
 from fasttune.chat_template import ensure_thinking_template
+from fasttune.tasks.base import one_line
+from fasttune.thinking import split_answer
 
 
 class ReasoningData:
@@ -32,3 +35,10 @@ class ReasoningData:
         if not self.reasoning_rows:
             return super().setup_tokenizer(tokenizer)
         return ensure_thinking_template(tokenizer)
+
+    def sample_answer(self, answer: str) -> str:
+        """The thinking and the final answer apart; an answer without a think block as it is."""
+        thought, final = split_answer(answer)
+        if thought is None:
+            return one_line(answer)
+        return f"_thinking:_ {one_line(thought) or '(empty)'} — _answer:_ {one_line(final) or '(none)'}"
