@@ -18,7 +18,8 @@ ALIAS = "thinking"
 OPEN, CLOSE = "<think>", "</think>"
 
 MODES = ("on", "off")
-"""What `--thinking` and `eval.thinking` name; `None` everywhere means the template's own default."""
+"""What `--thinking` and `fasttune.chat(thinking=...)` take (eval.thinking adds 'default' and 'both');
+unset (None) leaves the template's own default."""
 
 
 def reasoning_key(item: dict) -> str | None:
