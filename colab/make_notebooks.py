@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 REPO = "https://github.com/fasttune/fasttune"  # where the Colab links and the install cell fetch the project
 COLAB = "https://colab.research.google.com/github/fasttune/fasttune/blob/main/colab"
 
-# What one row of each task's data looks like, and what to ask the trained model afterwards.
+# What one row of each task's data looks like, and what to ask the trained model afterwards; keyed
+# by task, or by recipe where a recipe's data differs from its task's usual rows.
 FORMAT = {
     "chat_sft": "one JSON object per line with `messages`: a list of `{role, content}` turns (system, user, "
                 "assistant). Loss is on the assistant turns only.",
@@ -39,6 +40,8 @@ FORMAT = {
                         "function definitions the conversation may call.",
     "dpo": "`prompt`, `chosen` and `rejected`: two answers, the preferred one first. DPO raises the chosen "
            "answer's likelihood relative to the rejected one against a frozen copy of the model.",
+    "reasoning_sft": "`prompt`, `completion` and `reasoning_content`: the reasoning that leads to the completion. "
+                     "It is rendered in a `<think>…</think>` block before the answer; loss is on both.",
 }
 ASK = {  # code that sets QUESTION, from the held-out data where it fits, for the chat at the end
     "chat_sft": 'QUESTION = next(m["content"] for m in first_eval_row["messages"] if m["role"] == "user")',
@@ -50,6 +53,7 @@ ASK = {  # code that sets QUESTION, from the held-out data where it fits, for th
 }
 
 TOOLS = {"function_calling": 'first_eval_row["tools"]'}  # tool definitions the chat passes (None elsewhere)
+THINKING = {"reasoning_sft"}  # recipes whose model is asked twice: thinking on, then off
 
 
 def recipe_facts(path: Path) -> tuple[str, str, int, int]:
@@ -66,6 +70,7 @@ def notebook(path: Path) -> nbformat.NotebookNode:
     doc, task, steps, batch = recipe_facts(path)
     title, _, story = doc.partition("\n")
     name = path.stem
+    row_format = FORMAT.get(name) or FORMAT[task]
     gguf = task != "classification"  # a classifier answers by scoring labels, which a GGUF cannot
     cells = [
         new_markdown_cell(f"# {title}\n\n[Open in Colab]({COLAB}/{name}.ipynb) · recipe: `recipes/{name}.py`\n\n"
@@ -81,7 +86,7 @@ def notebook(path: Path) -> nbformat.NotebookNode:
                           f"override: `fasttune run recipes/{name}.py --help` lists them all."),
         code(f'MODEL = "smollm2-135m-instruct"\nMAX_STEPS = {steps}\nBATCH_SIZE = {batch}\n'
              f'EXPORT_QUANT = "q4_k_m"  # GGUF type: f16, q8_0, q4_k_m...\nEXTRA = []', "parameters"),
-        new_markdown_cell(f"## The task and its data\nEach row is {FORMAT[task]}\n\n`fasttune.check` shows the "
+        new_markdown_cell(f"## The task and its data\nEach row is {row_format}\n\n`fasttune.check` shows the "
                           "data as the model will see it, before any model loads: row counts, token lengths, "
                           "what `max_seq_length` cuts, and one rendered example per split (the [[ ]] marks show "
                           "the trained tokens)."),
@@ -116,13 +121,16 @@ def notebook(path: Path) -> nbformat.NotebookNode:
                   code('pd.DataFrame(run.predict(["wake me at 7 tomorrow", "add oat milk to the list"]))')]
     else:
         cells += [new_markdown_cell("## Talk to the exported model\nA held-out question, answered by the GGUF "
-                                    "through llama.cpp with the chat template it was trained with."),
+                                    "through llama.cpp with the chat template it was trained with" +
+                                    (", with thinking on and then off." if name in THINKING else ".")),
                   code('import json\n\nwith open(recipe.data.eval) as f:\n'
                        '    first_eval_row = json.loads(f.readline())\n'
                        f'{ASK[task]}\nTOOLS = {TOOLS.get(task)}\n'
                        'gguf = next(i["path"] for i in report["exports"] '
-                       'if i["format"] == "gguf")\nprint(QUESTION)\n'
-                       'print("->", fasttune.chat(gguf, QUESTION, tools=TOOLS, max_new_tokens=64))')]
+                       'if i["format"] == "gguf")\nprint(QUESTION)\n' + (
+                           'for mode in ("on", "off"):\n    print(f"-> thinking {mode}:", fasttune.chat('
+                           'gguf, QUESTION, max_new_tokens=96, thinking=mode))' if name in THINKING else
+                           'print("->", fasttune.chat(gguf, QUESTION, tools=TOOLS, max_new_tokens=64))'))]
     cells += [
         new_markdown_cell("## Your own data\nUpload a JSONL file in the format above (Colab: the folder icon, or "
                           "`from google.colab import files; files.upload()`), then point the recipe at it. "

@@ -20,6 +20,10 @@ import json
 import shlex
 from pathlib import Path
 
+# Imported here, while the package loads, so that `fasttune.chat` stays the function below: a
+# submodule imported for the first time later would replace that package attribute with itself, and
+# a second `fasttune.chat(...)` in the same session would call a module.
+from fasttune import chat as chat_module
 from fasttune.errors import ConfigError
 from fasttune.recipe import Recipe, apply_overrides, load_recipe
 from fasttune.run_folder import CONFIG, open_run, read_status
@@ -62,12 +66,12 @@ def train(recipe: str | Path | Recipe, *overrides: str) -> Run:
 
 
 def chat(target: str | Path, prompt: str, system: str | None = None, tools: list[dict] | None = None,
-         max_new_tokens: int = 256) -> str:
+         max_new_tokens: int = 256, thinking: str | bool | None = None) -> str:
     """One answer from a run folder, a merged folder or a .gguf, with the template it was trained with;
-    `tools` (function-calling runs) are JSON-schema tool definitions, as in the training rows."""
-    from fasttune.chat import ask
-
-    return ask(Path(target), prompt, system, tools=tools, max_new_tokens=max_new_tokens)
+    `tools` (function-calling runs) are JSON-schema tool definitions, as in the training rows;
+    `thinking` ('on' / 'off', or a bool) sets the template's enable_thinking (reasoning models)."""
+    return chat_module.ask(Path(target), prompt, system, tools=tools, max_new_tokens=max_new_tokens,
+                           thinking_mode=thinking)
 
 
 class Run:
@@ -151,10 +155,10 @@ class Run:
         return predict(run, rows_to_predict(task, list(texts), None), task)
 
     def chat(self, prompt: str, system: str | None = None, tools: list[dict] | None = None,
-             max_new_tokens: int = 256) -> str:
+             max_new_tokens: int = 256, thinking: str | bool | None = None) -> str:
         """One answer from the trained adapter (base model + LoRA), as `fasttune chat RUN --prompt`."""
         open_run(self.path)  # a clear error unless the run finished
-        return chat(self.path, prompt, system, tools, max_new_tokens)
+        return chat(self.path, prompt, system, tools, max_new_tokens, thinking)
 
     def _json(self, name: str):
         path = self.path / name

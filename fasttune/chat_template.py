@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fasttune import thinking
 from fasttune.errors import TemplateError
 
 # Used when a model has no chat template of its own (base models).
@@ -52,6 +53,21 @@ TOOLS_CHATML = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
+# fasttune's thinking template, for models whose own template has no reasoning (SmolLM2's has
+# none): ChatML with the Qwen3 conventions. An assistant message with `reasoning_content` renders it
+# as "<think>\n…\n</think>\n\n" before its answer; one without renders as plain ChatML. With
+# `enable_thinking=false` the generation prompt prefills an empty think block, so the model answers
+# directly; unset or true, the model opens its own. Saved with the tokenizer like TOOLS_CHATML.
+THINK_CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{% if message['role'] == 'assistant' and message.get('reasoning_content') is string %}"
+    "{{ '<think>\\n' + message['reasoning_content'] + '\\n</think>\\n\\n' }}{% endif %}"
+    "{{ message['content'] + '<|im_end|>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
+    "{% if enable_thinking is defined and enable_thinking is false %}{{ '<think>\\n\\n</think>\\n\\n' }}{% endif %}"
+    "{% endif %}"
+)
+
 IGNORE = -100  # label of tokens the loss skips (PyTorch's cross-entropy ignore_index)
 
 
@@ -63,19 +79,33 @@ def ensure_chat_template(tokenizer) -> str:
     return "chatml"
 
 
-def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False, tools: list | None = None) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
-                                         **({"tools": tools} if tools else {}))
+def ensure_thinking_template(tokenizer) -> str:
+    """Keep a template that renders reasoning itself; give any other fasttune's thinking ChatML."""
+    if thinking.takes_reasoning(tokenizer.chat_template):
+        return "model (with reasoning)"
+    tokenizer.chat_template = THINK_CHATML
+    return "fasttune thinking ChatML (the model's template has no reasoning)"
 
 
-def render_prompt(tokenizer, prompt) -> str:
+def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False, tools: list | None = None,
+           enable_thinking: bool | None = None) -> str:
+    """The conversation as text; reasoning given as `thinking` is renamed to `reasoning_content` first,
+    and `enable_thinking` reaches the template only when it is set."""
+    return tokenizer.apply_chat_template([thinking.normalized(m) for m in messages], tokenize=False,
+                                         add_generation_prompt=add_generation_prompt,
+                                         **({"tools": tools} if tools else {}),
+                                         **thinking.template_kwargs(enable_thinking))
+
+
+def render_prompt(tokenizer, prompt, enable_thinking: bool | None = None) -> str:
     """A prompt (raw text, a message list, or {"messages", "tools"}) as the text the model continues:
     raw text as it is, conversations through the chat template ending in the generation prompt."""
     if isinstance(prompt, str):
         return prompt
     if isinstance(prompt, dict):
-        return render(tokenizer, prompt["messages"], add_generation_prompt=True, tools=prompt["tools"])
-    return render(tokenizer, prompt, add_generation_prompt=True)
+        return render(tokenizer, prompt["messages"], add_generation_prompt=True, tools=prompt["tools"],
+                      enable_thinking=enable_thinking)
+    return render(tokenizer, prompt, add_generation_prompt=True, enable_thinking=enable_thinking)
 
 
 def assistant_spans(tokenizer, messages: list[dict], tools: list | None = None) -> tuple[str, list[tuple[int, int]]]:
@@ -103,9 +133,14 @@ class Tokenized:
     truncated: bool
 
 
-def tokenize_conversation(tokenizer, messages: list[dict], max_length: int, tools: list | None = None) -> Tokenized:
-    """Token ids of the rendered conversation; labels are the ids on assistant turns, IGNORE elsewhere."""
+def tokenize_conversation(tokenizer, messages: list[dict], max_length: int, tools: list | None = None,
+                          train_on_reasoning: bool = True) -> Tokenized:
+    """Token ids of the rendered conversation; labels are the ids on assistant turns, IGNORE elsewhere
+    (and on each turn's think block too when `train_on_reasoning` is off)."""
     text, spans = assistant_spans(tokenizer, messages, tools)
+    if not train_on_reasoning:
+        turns = [thinking.normalized(m) for m in messages if m["role"] == "assistant"]
+        spans = [(answer_start(text, span, turn), span[1]) for span, turn in zip(spans, turns)]
     encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = encoding["input_ids"]
     labels = [
@@ -114,3 +149,18 @@ def tokenize_conversation(tokenizer, messages: list[dict], max_length: int, tool
     ]
     truncated = len(ids) > max_length
     return Tokenized(ids[:max_length], labels[:max_length], truncated)
+
+
+def answer_start(text: str, span: tuple[int, int], turn: dict) -> int:
+    """Where an assistant turn's answer begins in the rendered text: after its think block (the tags
+    and the reasoning, however the template writes them), or at the turn's start when it has none."""
+    start, end = span
+    reasoning = turn.get(thinking.REASONING)
+    if reasoning is None:
+        return start
+    after = text.find(reasoning, start, end) + len(reasoning) if reasoning else start
+    answer = text.find(turn["content"], after, end) if turn.get("content") else -1
+    if answer < 0:  # no answer text to find: everything up to the end of the think block is reasoning
+        close = text.find(thinking.CLOSE, after, end)
+        return close + len(thinking.CLOSE) if close >= 0 else after
+    return answer

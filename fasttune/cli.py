@@ -166,16 +166,21 @@ def export(run_dir, formats, quants, out, force, verify_prompts):
 @click.option("--continue", "prefix", metavar="TEXT",
               help="With --prompt: the answer starts with TEXT and the model continues it (no new turn).")
 @click.option("--max-new-tokens", default=256, show_default=True)
-def chat(target, prompt, system, prefix, max_new_tokens):
+@click.option("--thinking", "thinking_mode", type=click.Choice(["on", "off"]),
+              help="Reasoning models: think before answering, or answer directly (the template's "
+                   "enable_thinking) [default: the template's own].")
+def chat(target, prompt, system, prefix, max_new_tokens, thinking_mode):
     """Chat with a run folder, a merged model folder or a .gguf, using the template it was trained with."""
-    from fasttune.chat import ask, open_target
+    from fasttune.chat import as_message, ask, open_target
+    from fasttune.thinking import switch
 
     if prompt is not None:
-        click.echo(ask(target, prompt, system, prefix, max_new_tokens=max_new_tokens))
+        click.echo(ask(target, prompt, system, prefix, max_new_tokens=max_new_tokens, thinking_mode=thinking_mode))
         return
     if prefix:
         fail(ConfigError("--continue needs --prompt"))
-    bot = open_target(target)
+    enabled = switch(thinking_mode)
+    bot = open_target(target, enabled)
     messages = [{"role": "system", "content": system}] if system else []
     click.echo("Chat: empty line or Ctrl-D to quit.")
     while True:
@@ -186,8 +191,8 @@ def chat(target, prompt, system, prefix, max_new_tokens):
         if not line:
             break
         messages.append({"role": "user", "content": line})
-        answer = bot.complete(bot.render(messages, None), max_new_tokens).strip()
-        messages.append({"role": "assistant", "content": answer})
+        answer = bot.complete(bot.render(messages, None, enable_thinking=enabled), max_new_tokens).strip()
+        messages.append(as_message(answer))
         click.echo(answer)
 
 

@@ -150,6 +150,9 @@ class Eval:
     """Longest generated answer, in tokens (samples and generation-based metrics)."""
     batch_size: int = 8
     """Prompts generated or scored at once."""
+    thinking: Literal["default", "on", "off", "both"] = "default"
+    """Thinking switch (enable_thinking) for held-out answers: the template's default, 'on', 'off', or
+    'both' (the task metric and samples for each). Needs a template with the switch."""
 
     def __post_init__(self):
         _check(self.samples >= 0, f"eval.samples must be >= 0, got {self.samples}")

@@ -29,6 +29,22 @@ def test_load_applies_overrides_to_a_copy_and_reports_bad_ones():
         fasttune.Run(ROOT / "recipes")
 
 
+def test_chat_can_be_called_twice_in_one_session(tmp_path):
+    """The first call imports fasttune/chat.py; it must not replace the function `fasttune.chat`
+    with that module (a notebook asking twice, thinking on then off, met 'module is not callable')."""
+    script = textwrap.dedent(f"""
+        import fasttune
+        for _ in range(2):
+            try:
+                fasttune.chat({str(tmp_path / "nothing.txt")!r}, "Hi?")
+            except fasttune.errors.ConfigError as error:
+                print("refused:", error)
+        """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("refused:") == 2 and "not a run folder" in result.stdout
+
+
 @pytest.mark.e2e
 def test_train_returns_the_run_folder_contents_and_chat_answers_as_the_cli(tmp_path):
     script = textwrap.dedent(f"""

@@ -66,6 +66,11 @@ EXPECTED = {
     "tools__unknown_role.jsonl": "3: messages[0].role: unknown role 'robot'",
     "dpo__same_replies.jsonl": "3: rejected: is the same as chosen",
     "dpo__rejected_missing.jsonl": "3: rejected: missing (this row has: chosen, prompt)",
+    "chat__reasoning_on_a_user_turn.jsonl": "3: messages[0].reasoning_content: reasoning belongs on assistant "
+                                            "messages only, not on a 'user' one",
+    "chat__reasoning_not_a_string.jsonl": "3: messages[1].thinking: must be a string, got list",
+    "instruct__reasoning_not_a_string.jsonl": "3: reasoning_content: must be a string, got int",
+    "instruct__reasoning_twice.jsonl": "3: thinking: give the reasoning in reasoning_content or in thinking, not both",
 }
 WHOLE_FILE = {"chat__empty_file.jsonl": "no rows: the data set is empty",
               "chat__json_not_a_list.json": "a .json data file must hold a list of objects",

@@ -6,16 +6,32 @@ For ChatML templates (SmolLM2, Qwen, many fine-tunes) fasttune writes the equiva
 the end-of-turn stop token, plus the default system prompt when the Jinja template inserts one (the
 model was trained seeing it). For other templates it says so in the file and leaves Ollama to the
 chat template stored in the GGUF metadata.
+
+A ChatML template that renders reasoning (fasttune's thinking ChatML) gets the Go template with
+Ollama's thinking fields, written as training wrote them: an assistant message's `.Thinking` in a
+"<think>\n…\n</think>\n\n" block before its answer, and with thinking switched off (`ollama run
+--think=false`, `"think": false`) the empty think block prefilled after the generation prompt.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from fasttune.thinking import takes_reasoning
+
 CHATML_TEMPLATE = (
     "{{- if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"
     "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}"
     "<|im_start|>assistant\n"
+)
+
+THINK_CHATML_TEMPLATE = (
+    "{{- if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"
+    "{{- range .Messages }}<|im_start|>{{ .Role }}\n"
+    '{{ if and (eq .Role "assistant") .Thinking }}<think>\n{{ .Thinking }}\n</think>\n\n{{ end }}'
+    "{{ .Content }}<|im_end|>\n{{ end }}"
+    "<|im_start|>assistant\n"
+    "{{ if and $.IsThinkSet (not $.Think) }}<think>\n\n</think>\n\n{{ end }}"
 )
 
 
@@ -33,7 +49,8 @@ def default_system_prompt(tokenizer) -> str | None:
 def write_modelfile(path: Path, gguf_name: str, tokenizer) -> None:
     lines = [f"# Ollama: ollama create my-model -f {path.name}", f"FROM ./{gguf_name}", ""]
     if "<|im_start|>" in (tokenizer.chat_template or ""):
-        lines.append(f'TEMPLATE """{CHATML_TEMPLATE}"""')
+        template = THINK_CHATML_TEMPLATE if takes_reasoning(tokenizer.chat_template) else CHATML_TEMPLATE
+        lines.append(f'TEMPLATE """{template}"""')
         system = default_system_prompt(tokenizer)
         if system:
             lines.append(f'SYSTEM """{system}"""')

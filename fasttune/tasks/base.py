@@ -126,20 +126,23 @@ class Task(ABC):
     def prompt(self, row: dict) -> tuple[Prompt, Reference]:
         """A held-out row as the prompt the model answers and the reference its answer is scored on."""
 
-    def render_prompt(self, tokenizer, prompt: Prompt) -> str:
-        """The prompt as the exact text the model continues (chat template with generation prompt)."""
+    def render_prompt(self, tokenizer, prompt: Prompt, enable_thinking: bool | None = None) -> str:
+        """The prompt as the exact text the model continues (chat template with generation prompt);
+        `enable_thinking` reaches templates with a thinking switch when it is set."""
         from fasttune.chat_template import render_prompt
 
-        return render_prompt(tokenizer, prompt)
+        return render_prompt(tokenizer, prompt, enable_thinking)
 
     def predict(self, model, tokenizer, prompts: list[Prompt], references: list[Reference], cfg) -> list[str]:
         """The model's answers (it is already in inference mode): greedy generation with the training
-        template. `references` are there for tasks whose answer is a choice among given candidates
-        (DPO scores its chosen and rejected replies); a generating task must not look at them."""
+        template, thinking on or off as `cfg.thinking` says. `references` are there for tasks whose
+        answer is a choice among given candidates (DPO scores its chosen and rejected replies); a
+        generating task must not look at them."""
         from fasttune.generate import generate
 
-        return generate(model, tokenizer, [self.render_prompt(tokenizer, p) for p in prompts], cfg.max_new_tokens,
-                        cfg.batch_size, raw=isinstance(prompts[0], str) if prompts else False)
+        enabled = {"on": True, "off": False}.get(cfg.thinking)
+        return generate(model, tokenizer, [self.render_prompt(tokenizer, p, enabled) for p in prompts],
+                        cfg.max_new_tokens, cfg.batch_size, raw=isinstance(prompts[0], str) if prompts else False)
 
     def metrics(self, predictions: list[str], references: list[Reference], eval_loss: float | None) -> dict:
         """The task's numbers from real answers (and the eval loss); {} when it has none."""

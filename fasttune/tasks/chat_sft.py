@@ -6,6 +6,11 @@ Rows look like TRL's conversational format (and OpenAI's fine-tuning format):
                   {"role": "assistant", "content": "..."}]}
 The model's own chat template renders them (ChatML when it has none), so what the model learns is
 exactly what `fasttune chat` and an exported model will show it at inference time.
+
+Assistant messages may carry their reasoning in `reasoning_content` (or `thinking`): then the
+model's template renders it if it can, otherwise fasttune's thinking ChatML puts it in a
+<think>…</think> block before the answer (fasttune/thinking.py). Loss is on reasoning and answer
+unless `train_on_reasoning=false`.
 """
 
 from __future__ import annotations
@@ -13,17 +18,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from fasttune import thinking
 from fasttune.chat_template import tokenize_conversation
 from fasttune.data.validate import missing
 from fasttune.tasks.base import SFTTask
+from fasttune.tasks.reasoning import ReasoningData
 
 ROLES = ("system", "user", "assistant")
 
 
 @dataclass
-class ChatSFT(SFTTask):
+class ChatSFT(ReasoningData, SFTTask):
     column: str = "messages"
     """Column holding each conversation (a list of {role, content} messages)."""
+    train_on_reasoning: bool = True
+    """Loss on the reasoning of assistant turns (reasoning_content / thinking) too; false: on the answers only."""
 
     name: ClassVar[str] = "chat_sft"
 
@@ -49,6 +58,8 @@ class ChatSFT(SFTTask):
                 problems.append((f"{where}.content", wrong))
             elif role == "assistant" and not content.strip():
                 problems.append((f"{where}.content", "assistant message is empty"))
+            problems += thinking.misplaced(message, f"{where}.") + (
+                thinking.check_reasoning(message, f"{where}.") if role == "assistant" else [])
             if role == "assistant" and not seen_user:
                 problems.append((f"{where}.role", "an assistant message comes before any user message"))
             seen_user = seen_user or role == "user"
@@ -61,8 +72,12 @@ class ChatSFT(SFTTask):
 
     def tokenize(self, row: dict, tokenizer, max_length: int) -> dict:
         """input_ids and labels (assistant tokens only) for one validated row."""
-        out = tokenize_conversation(tokenizer, row[self.column], max_length)
+        out = tokenize_conversation(tokenizer, row[self.column], max_length,
+                                    train_on_reasoning=self.train_on_reasoning)
         return {"input_ids": out.input_ids, "labels": out.labels, "truncated": out.truncated}
+
+    def row_has_reasoning(self, row: dict) -> bool:
+        return thinking.has_reasoning(row[self.column])
 
     def prompt(self, row: dict) -> tuple[list[dict], str]:
         """A held-out prompt (the conversation before its last assistant turn) and that turn as reference."""

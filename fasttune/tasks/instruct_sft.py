@@ -5,6 +5,10 @@ By default the prompt is the user turn of the model's chat template and the comp
 which is right for instruct models. `template="raw"` concatenates prompt + completion + EOS for base
 models that have no chat format; samples and metrics then continue the raw prompt the same way.
 
+A row may carry the completion's reasoning in a `reasoning_content` (or `thinking`) column: it
+becomes the assistant turn's reasoning (see chat_sft.py), trained unless `train_on_reasoning=false`,
+and metrics score the final answer, what follows the think block.
+
 Metrics on held-out prompts, from greedy answers:
 - `metric="json"`: share of answers that parse as a JSON object, and per-field exact match against
   the reference object (the fields are the reference's keys);
@@ -18,30 +22,38 @@ import json
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from fasttune import thinking
 from fasttune.chat_template import IGNORE, tokenize_conversation
 from fasttune.data.validate import require_text
 from fasttune.tasks.base import SFTTask
+from fasttune.tasks.reasoning import ReasoningData
 
 
 @dataclass
-class InstructSFT(SFTTask):
+class InstructSFT(ReasoningData, SFTTask):
     template: Literal["chat", "raw"] = "chat"
     """'chat': prompt as the user turn of the chat template; 'raw': prompt + completion + EOS, for base models."""
     metric: Literal["json", "exact", "none"] = "exact"
     """Held-out metric from generated answers: 'json' (valid JSON + per-field match), 'exact' match, or 'none'."""
+    train_on_reasoning: bool = True
+    """Loss on the completion's reasoning (reasoning_content / thinking column) too; false: on the answer only."""
 
     name: ClassVar[str] = "instruct_sft"
     scores_outputs: ClassVar[bool] = True
 
     def check_row(self, row: dict) -> list[tuple[str, str]]:
-        problems = require_text(row, "prompt", "completion")
+        problems = require_text(row, "prompt", "completion") + thinking.check_reasoning(row, "")
+        key = thinking.reasoning_key(row)
+        if self.template == "raw" and key:
+            problems.append((key, "template='raw' has no place for reasoning; use template='chat'"))
         if not problems and self.metric == "json" and _as_object(row["completion"]) is None:
             problems.append(("completion", "metric='json' needs every completion to be a JSON object"))
         return problems
 
     def tokenize(self, row: dict, tokenizer, max_length: int) -> dict:
         if self.template == "chat":
-            out = tokenize_conversation(tokenizer, self.messages(row), max_length)
+            out = tokenize_conversation(tokenizer, self.messages(row), max_length,
+                                        train_on_reasoning=self.train_on_reasoning)
             return {"input_ids": out.input_ids, "labels": out.labels, "truncated": out.truncated}
         prompt_ids = tokenizer(row["prompt"])["input_ids"]  # BOS where the model uses one
         completion_ids = tokenizer(row["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
@@ -51,7 +63,13 @@ class InstructSFT(SFTTask):
 
     @staticmethod
     def messages(row: dict) -> list[dict]:
-        return [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["completion"]}]
+        key = thinking.reasoning_key(row)
+        reasoning = {thinking.REASONING: row[key]} if key else {}
+        return [{"role": "user", "content": row["prompt"]},
+                {"role": "assistant", "content": row["completion"], **reasoning}]
+
+    def row_has_reasoning(self, row: dict) -> bool:
+        return thinking.reasoning_key(row) is not None
 
     def prompt(self, row: dict):
         prompt = row["prompt"] if self.template == "raw" else self.messages(row)[:1]
@@ -60,6 +78,7 @@ class InstructSFT(SFTTask):
     def metrics(self, predictions: list[str], references: list[str], eval_loss: float | None) -> dict:
         if self.metric == "none" or not predictions:
             return {}
+        predictions = [thinking.split_answer(p)[1] for p in predictions]  # the answer after any think block
         if self.metric == "exact":
             return {"exact_match": _share(p.strip() == r.strip() for p, r in zip(predictions, references))}
         parsed = [_as_object(p) for p in predictions]

@@ -70,6 +70,10 @@ ROWS = {
     "tools__unknown_role": {**GOOD["tools"], "messages": [{"role": "robot", "content": "Hi"}, BOT]},
     "dpo__same_replies": {"prompt": "What is 2 + 2?", "chosen": "4", "rejected": "4"},
     "dpo__rejected_missing": {"prompt": "What is 2 + 2?", "chosen": "4"},
+    "chat__reasoning_on_a_user_turn": {"messages": [{**USER, "reasoning_content": "Hmm."}, BOT]},
+    "chat__reasoning_not_a_string": {"messages": [USER, {**BOT, "thinking": ["Hmm."]}]},
+    "instruct__reasoning_not_a_string": {"prompt": "Hi", "completion": "x", "reasoning_content": 5},
+    "instruct__reasoning_twice": {"prompt": "Hi", "completion": "x", "reasoning_content": "a", "thinking": "b"},
 }
 
 
