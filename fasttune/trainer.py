@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fasttune.distributed import on_cpu
+
 
 def use_packing(setting: str) -> bool:
     """'auto' packs on a GPU only: on CPU, attention over long packed rows costs more than padding
@@ -65,6 +67,7 @@ def common_args(recipe, model, run_dir: Path, run_name: str) -> dict:
         report_to=list(log.report_to) or "none",
         disable_tqdm=True,  # fasttune draws its own progress bar
         dataloader_pin_memory=False,
+        **({"use_cpu": True} if on_cpu() else {}),  # several processes over gloo
         **mixed_precision(model),
     )
 
