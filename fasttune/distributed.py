@@ -85,10 +85,28 @@ def total(*counts: int) -> list[int]:
     return [int(c) for c in summed.tolist()]
 
 
-def wait() -> None:
-    """Every process waits here until all have arrived (rank 0 has written what the others read)."""
-    if launched():
-        _state().wait_for_everyone()
+def gather(value) -> list:
+    """`value` from every process, in rank order (a list of one without a launcher)."""
+    if not launched():
+        return [value]
+    from accelerate.utils import gather_object
+
+    _state()
+    return gather_object([value])
+
+
+def weights_sha256(tensors: dict) -> str:
+    """One digest of named tensors (their bytes, in name order): the same on two processes only if
+    every value is bit-identical. Applied to each rank's trained LoRA weights, and to the saved adapter."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def finish() -> None:

@@ -172,6 +172,8 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
     after, after_answers = evaluator.run(trainer, backend, model, tokenizer, has_eval)
     say(f"After training:  {_fmt(after)}")
     seen, trained = tokens.totals()
+    # DDP keeps one adapter on every process; its digest from each rank shows that it did
+    replicas = distributed.gather(adapter_sha256(model)) if distributed.engine() == "DDP" else None
     if run.writes:
         evaluator.write_samples(run.path / "samples.md", before_answers, after_answers)
         task.write_artifacts(run.path, before, after)
@@ -192,6 +194,7 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
         "steps": trainer.state.global_step,
         "processes": processes,
         "effective_batch": effective_batch(train, processes),  # rows per optimizer step, all processes
+        "adapter_sha256_per_rank": replicas,
         "resumed_from": str(checkpoint) if checkpoint else None,
         "train_runtime_s": round(runtime, 1),
         "train_tokens": seen,  # non-padding tokens of the training batches, summed over the processes
@@ -249,6 +252,13 @@ def quiet_libraries() -> None:
     transformers/Unsloth, and datasets' bars for sub-second steps fasttune summarises itself."""
     warnings.filterwarnings("ignore", category=FutureWarning)
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+
+
+def adapter_sha256(model) -> str:
+    """The digest of the LoRA weights this process holds, named as adapter_model.safetensors names them."""
+    from peft import get_peft_model_state_dict
+
+    return distributed.weights_sha256(get_peft_model_state_dict(model))
 
 
 def _load_adapter_weights(model, checkpoint: Path) -> None:
