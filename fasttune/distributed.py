@@ -64,6 +64,13 @@ def engine() -> str:
     return "DDP"
 
 
+def sharded() -> bool:
+    """The weights are spread over the processes (FSDP, DeepSpeed ZeRO-3): every process then takes part
+    in generating and in gathering the adapter to save. On CPU accelerate 1.15 runs such a launch as DDP
+    (its FSDP and DeepSpeed plugins are built for GPUs only)."""
+    return engine() in ("FSDP1", "FSDP2", "DeepSpeed") and not on_cpu()
+
+
 def share(value):
     """Rank 0's `value`, on every process (the run folder's path, created by rank 0 only)."""
     if not launched():

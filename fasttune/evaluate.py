@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fasttune.distributed import is_main
+from fasttune.distributed import is_main, sharded
 from fasttune.run_folder import EVAL_PROMPTS, write_json
 
 KEPT_PROMPTS = 32  # held-out prompts kept in the run folder even when eval measures fewer
@@ -29,7 +29,7 @@ class Evaluator:
     def run(self, trainer, backend, model, tokenizer, has_eval: bool) -> tuple[dict, list[str]]:
         """{eval_loss, **task metrics} and the predictions, from the model as it is now."""
         loss = round(trainer.evaluate()["eval_loss"], 4) if has_eval else None  # every process takes part
-        if not is_main():  # samples and the task metric: once, on rank 0
+        if not is_main() and not sharded():  # samples and the task metric: once, on rank 0
             return {"eval_loss": loss}, []
         predictions = []
         if self.prompts:

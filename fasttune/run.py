@@ -58,6 +58,10 @@ def run(recipe: Recipe, console: Console | None = None, command: str = "fasttune
     # 2. Backend: Unsloth is imported here, before transformers/trl/peft.
     backend, why = backends.choose(recipe.model.backend)
     say(f"Backend: {why}")
+    if distributed.launched():
+        engine = distributed.engine()
+        cpu = f"; on CPU accelerate runs {engine} as DDP" if distributed.on_cpu() and engine != "DDP" else ""
+        say(f"Processes: {distributed.processes()} ({engine}{cpu})")
     if backend.NAME == "unsloth":
         import torch
 
@@ -173,11 +177,16 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
     say(f"After training:  {_fmt(after)}")
     seen, trained = tokens.totals()
     # DDP keeps one adapter on every process; its digest from each rank shows that it did
-    replicas = distributed.gather(adapter_sha256(model)) if distributed.engine() == "DDP" else None
+    replicas = distributed.gather(adapter_sha256(model)) if distributed.launched() and not distributed.sharded() \
+        else None
+    gathered = run.path / ".adapter.gathered"
+    if distributed.sharded():  # the adapter is spread over the processes: all of them gather it, rank 0 writes
+        trainer.save_model(str(gathered))
     if run.writes:
         evaluator.write_samples(run.path / "samples.md", before_answers, after_answers)
         task.write_artifacts(run.path, before, after)
-        write_dir(run.path / "adapter", lambda tmp: (model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
+        write_dir(run.path / "adapter", lambda tmp: (
+            gathered.rename(tmp) if gathered.is_dir() else model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
         plot_loss(run.path / "metrics.jsonl", run.path / "loss.png")
     if wandb_mode == "offline" and run.writes:
         for folder in wandb_offline_dirs(run.path):
