@@ -116,6 +116,19 @@ def weights_sha256(tensors: dict) -> str:
     return digest.hexdigest()
 
 
+def let_training_wrap(model) -> None:
+    """Undo what the 'before' evaluation did to `model`, so that `trainer.train()` wraps it in DDP.
+
+    `Trainer.evaluate` before `train` prepares the model in accelerate's evaluation mode, which marks it
+    prepared; since accelerate 1.15 (huggingface/accelerate#3977) `prepare_model` returns a model so
+    marked as it is, so training starts without the DDP wrapper and each process trains its own copy,
+    silently (tests/test_e2e_distributed.py caught it: the ranks' LoRA weights differed). Under FSDP and
+    DeepSpeed the evaluation already wraps the model fully, and with one process there is nothing to wrap.
+    """
+    if launched() and not sharded():
+        model._is_accelerate_prepared = False
+
+
 def finish() -> None:
     """Close the process group at the end of a run (torch warns about one left open)."""
     if launched():

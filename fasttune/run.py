@@ -158,6 +158,7 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
     has_eval = task.has_eval_loss and len(eval_ds) > 0
     before, before_answers = evaluator.run(trainer, backend, model, tokenizer, has_eval)
     say(f"Before training: {_fmt(before)}")
+    distributed.let_training_wrap(model)
 
     # 8. Train.
     processes = distributed.processes()
