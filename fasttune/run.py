@@ -4,11 +4,12 @@
     -> eval + samples before -> train -> eval + samples after -> save adapter -> finished -> export
 
 Everything that can be wrong with the data is found before a model loads and before the run
-folder exists; anything that fails after that marks the folder 'failed'. Under `accelerate launch`
-or `torchrun` every process runs this function and rank 0 alone prints and writes (see
-fasttune/distributed.py). Training is marked
+folder exists; anything that fails after that marks the folder 'failed'. Training is marked
 'finished' before an export starts: an export that fails is reported as an export failure (and
 in status.json), and the trained run stays usable for `fasttune export` to try again.
+
+Under `accelerate launch` or `torchrun` every process runs this function, and rank 0 alone prints
+and writes (fasttune/distributed.py).
 """
 
 from __future__ import annotations
@@ -186,8 +187,7 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
     if run.writes:
         evaluator.write_samples(run.path / "samples.md", before_answers, after_answers)
         task.write_artifacts(run.path, before, after)
-        write_dir(run.path / "adapter", lambda tmp: (
-            gathered.rename(tmp) if gathered.is_dir() else model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
+        write_dir(run.path / "adapter", lambda tmp: _save_adapter(tmp, model, tokenizer, gathered))
         plot_loss(run.path / "metrics.jsonl", run.path / "loss.png")
     if wandb_mode == "offline" and run.writes:
         for folder in wandb_offline_dirs(run.path):
@@ -269,6 +269,15 @@ def adapter_sha256(model) -> str:
     from peft import get_peft_model_state_dict
 
     return distributed.weights_sha256(get_peft_model_state_dict(model))
+
+
+def _save_adapter(folder: Path, model, tokenizer, gathered: Path) -> None:
+    """The adapter as the sharded engines' Trainer.save_model gathered it, else from the model itself."""
+    if gathered.is_dir():
+        gathered.rename(folder)
+    else:
+        model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
 
 
 def _load_adapter_weights(model, checkpoint: Path) -> None:

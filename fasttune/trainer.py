@@ -68,6 +68,9 @@ def common_args(recipe, model, run_dir: Path, run_name: str) -> dict:
         disable_tqdm=True,  # fasttune draws its own progress bar
         dataloader_pin_memory=False,
         **({"use_cpu": True} if on_cpu() else {}),  # several processes over gloo
+        # Under DDP every LoRA weight gets a gradient each step; the Trainer's default for a peft model
+        # (True) walks the autograd graph again every step looking for unused ones, and warns that it found none.
+        ddp_find_unused_parameters=False,
         **mixed_precision(model),
     )
 
