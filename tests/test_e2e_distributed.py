@@ -1,6 +1,6 @@
-"""Two processes over gloo on this CPU, launched with README's own command (`accelerate launch`, DDP):
-one run folder written by rank 0, loss that falls, the same LoRA weights on both ranks, and a
-checkpoint of the two-process run resumed by a one-process run."""
+"""Two processes over gloo on this CPU, launched with README's own commands (`accelerate launch` and
+`torchrun`, DDP): one run folder written by rank 0, loss that falls, the same LoRA weights on both
+ranks, a checkpoint of the two-process run resumed by a one-process run, and the Unsloth backend."""
 
 from __future__ import annotations
 
@@ -24,24 +24,32 @@ SHORT = [f"train.max_steps={STEPS}", "train.batch_size=2", "train.save_steps=2",
          "eval.samples=2", "eval.max_new_tokens=8", "log.report_to=[]"]
 
 
-def readme_two_process_command() -> str:
-    """README's command for two processes on a CPU (the one line in it that starts this way)."""
-    [command] = re.findall(r"^OMP_NUM_THREADS=1 accelerate launch --multi_gpu --num_processes 2 .+$",
-                           (ROOT / "README.md").read_text(), flags=re.MULTILINE)
+LAUNCHERS = {"accelerate": "accelerate.commands.launch", "torchrun": "torch.distributed.run"}
+
+
+def readme_command(start: str) -> str:
+    """README's two-process CPU command that starts with `start` (exactly one line does)."""
+    [command] = re.findall(rf"^{re.escape(start)} .+$", (ROOT / "README.md").read_text(), flags=re.MULTILINE)
     return command
+
+
+def launch(start: str, runs, *overrides: str) -> subprocess.CompletedProcess:
+    """README's command, run with this interpreter's launcher module, a few steps into `runs`."""
+    assignment, launcher, *args = shlex.split(readme_command(start))
+    name, value = assignment.split("=")
+    if launcher == "accelerate":
+        assert args.pop(0) == "launch"
+    command = [sys.executable, "-m", LAUNCHERS[launcher], *args, *overrides, f"log.runs_dir={runs}"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900,
+                            env={**os.environ, name: value})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
 
 
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs-ddp")
-    assignment, launcher, subcommand, *args = shlex.split(readme_two_process_command())
-    name, value = assignment.split("=")
-    assert (launcher, subcommand) == ("accelerate", "launch")  # run with this interpreter's accelerate
-    command = [sys.executable, "-m", "accelerate.commands.launch", *args, *SHORT, f"log.runs_dir={runs}"]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900,
-                            env={**os.environ, name: value})
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return runs, result.stdout
+    return runs, launch("OMP_NUM_THREADS=1 accelerate launch --multi_gpu --num_processes 2", runs, *SHORT).stdout
 
 
 def test_one_run_folder_written_once(two_process_run):
@@ -96,3 +104,15 @@ def test_a_two_process_checkpoint_resumes_on_one_process(two_process_run, tmp_pa
     losses = [json.loads(line)["step"] for line in (resumed / "metrics.jsonl").read_text().splitlines()
               if '"loss"' in line]
     assert losses == [3, 4]  # only the steps after the checkpoint
+
+
+def test_the_unsloth_backend_runs_ddp_through_torchrun(tmp_path):
+    """Unsloth itself runs DDP (its CPU fallback here): the default backend, launched by torchrun."""
+    result = launch("OMP_NUM_THREADS=1 torchrun --nproc_per_node 2", tmp_path, "train.max_steps=2",
+                    "train.batch_size=2", "eval.samples=0", "log.report_to=[]")
+    assert "Backend: unsloth" in result.stdout and "Processes: 2 (DDP)" in result.stdout
+    [run_dir] = list(tmp_path.iterdir())
+    summary = json.loads((run_dir / "eval.json").read_text())
+    assert summary["backend"] == "unsloth" and summary["processes"] == 2 and summary["steps"] == 2
+    saved = weights_sha256(load_file(run_dir / "adapter" / "adapter_model.safetensors"))
+    assert summary["adapter_sha256_per_rank"] == [saved, saved]
