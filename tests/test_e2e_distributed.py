@@ -93,8 +93,8 @@ def test_a_two_process_checkpoint_resumes_on_one_process(two_process_run, tmp_pa
     runs, _ = two_process_run
     [run_dir] = list(runs.iterdir())
     checkpoint = run_dir / "checkpoints" / "checkpoint-2"
-    result = run_cli("run", "recipes/chat_sft.py", "model.backend=hf", *SHORT, f"log.runs_dir={tmp_path}",
-                     f"train.resume={checkpoint}")
+    result = run_cli("run", "recipes/chat_sft.py", "model.backend=hf", *SHORT, "eval.samples=0",
+                     f"log.runs_dir={tmp_path}", f"train.resume={checkpoint}", env={"OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     [resumed] = list(tmp_path.iterdir())
     summary = json.loads((resumed / "eval.json").read_text())
