@@ -60,6 +60,14 @@ def run(ctx, recipe_path, overrides, show_help):
     if show_help:
         print_recipe_help(recipe, recipe_path)
         return
+    from fasttune import distributed
+
+    config_file = recipe.train.accelerate_config
+    if distributed.should_relaunch(config_file):
+        if not Path(config_file).is_file():
+            raise ConfigError(f"train.accelerate_config: no file {config_file}; write one with "
+                              f"`accelerate config --config_file {config_file}` or name one in recipes/accelerate/")
+        distributed.relaunch(config_file, ["run", recipe_path, *overrides])
     from fasttune.run import run as run_recipe
 
     again = [o for o in overrides if not o.startswith("train.resume=")]

@@ -108,6 +108,9 @@ class Train:
     2-10x smaller is usual."""
     resume: str = ""
     """Continue from a checkpoint: a run folder (its latest checkpoint) or a checkpoint folder. '' starts fresh."""
+    accelerate_config: str = ""
+    """An `accelerate config` file (e.g. recipes/accelerate/ddp.yaml): `fasttune run` launches itself
+    through `accelerate launch --config_file` with it. '' runs as started (one process, or the launcher's)."""
 
     def __post_init__(self):
         _check(self.max_steps == -1 or self.max_steps > 0,

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from fasttune import thinking
+from fasttune.distributed import is_main, sharded
 from fasttune.run_folder import EVAL_PROMPTS, write_json
 
 KEPT_PROMPTS = 32  # held-out prompts kept in the run folder even when eval measures fewer
@@ -35,8 +36,10 @@ class Evaluator:
         modes = MODES[self.cfg.thinking]
         if modes != ("default",):
             thinking.require_switch(tokenizer.chat_template, True, f"eval.thinking={self.cfg.thinking}")
-        loss = round(trainer.evaluate()["eval_loss"], 4) if has_eval else None
+        loss = round(trainer.evaluate()["eval_loss"], 4) if has_eval else None  # every process takes part
         predictions = {mode: [] for mode in modes}
+        if not is_main() and not sharded():  # samples and the task metric: once, on rank 0
+            return {"eval_loss": loss}, predictions
         if self.prompts:
             backend.for_inference(model)
             try:

@@ -7,6 +7,9 @@ Everything that can be wrong with the data is found before a model loads and bef
 folder exists; anything that fails after that marks the folder 'failed'. Training is marked
 'finished' before an export starts: an export that fails is reported as an export failure (and
 in status.json), and the trained run stays usable for `fasttune export` to try again.
+
+Under `accelerate launch` or `torchrun` every process runs this function, and rank 0 alone prints
+and writes (fasttune/distributed.py).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from fasttune import backends, models
+from fasttune import backends, distributed, models
 from fasttune.backends.quantization import use_4bit
 from fasttune.check import load_tokenizer, longest_row
 from fasttune.data.load import load_splits
@@ -38,6 +41,8 @@ from fasttune.tracking import make_callback, plot_loss, setup_wandb, wandb_offli
 def run(recipe: Recipe, console: Console | None = None, command: str = "fasttune run RECIPE") -> Path:
     """Train `recipe`; `command` is how it was started, for the resume command an interruption prints."""
     console = console or Console(soft_wrap=True)  # paths stay whole, copy-pastable
+    if not distributed.is_main():
+        console = Console(quiet=True)  # one set of messages, one progress bar: rank 0's
     say = console.print
     quiet_libraries()
     started = time.perf_counter()
@@ -56,6 +61,10 @@ def run(recipe: Recipe, console: Console | None = None, command: str = "fasttune
     # 2. Backend: Unsloth is imported here, before transformers/trl/peft.
     backend, why = backends.choose(recipe.model.backend)
     say(f"Backend: {why}")
+    if distributed.launched():
+        engine = distributed.engine()
+        cpu = f"; on CPU accelerate runs {engine} as DDP" if distributed.on_cpu() and engine != "DDP" else ""
+        say(f"Processes: {distributed.processes()} ({engine}{cpu})")
     if backend.NAME == "unsloth":
         import torch
 
@@ -65,7 +74,8 @@ def run(recipe: Recipe, console: Console | None = None, command: str = "fasttune
 
     # 3. The run folder, marked 'running' until the very end.
     run = RunFolder.create(recipe.log.runs_dir, recipe.name)
-    write_json(run.path / "config.json", recipe.to_dict())
+    if run.writes:
+        write_json(run.path / "config.json", recipe.to_dict())
     run.status("running", backend=backend.NAME)
     say(f"Run folder: {run.path}")
     # `kill` (SIGTERM) ends the run like Ctrl-C does, so status.json says it was interrupted
@@ -73,13 +83,15 @@ def run(recipe: Recipe, console: Console | None = None, command: str = "fasttune
     try:
         summary = _train(recipe, backend, run, train_rows, eval_rows, checkpoint, say, console, command)
         summary["wall_time_s"] = round(time.perf_counter() - started, 1)
-        write_json(run.path / "eval.json", summary)
+        if run.writes:
+            write_json(run.path / "eval.json", summary)
     except BaseException as error:
         run.fail(error)
         raise
     run.status("finished", backend=backend.NAME)
     say(f"[bold green]Finished[/] training in {summary['wall_time_s']:.0f} s. Run folder: {run.path}")
-    if recipe.export.formats:  # 10. Export, as `fasttune export` would
+    distributed.finish()  # the other processes are done; rank 0 alone exports
+    if recipe.export.formats and run.writes:  # 10. Export, as `fasttune export` would
         _export(recipe, run, backend.NAME, say)
     return run.path
 
@@ -146,14 +158,18 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
     from fasttune.evaluate import Evaluator
 
     evaluator = Evaluator(task, eval_rows, recipe.eval)
-    evaluator.write_prompts(run.path, tokenizer)  # for export verification, rendered as the model sees them
+    if run.writes:
+        evaluator.write_prompts(run.path, tokenizer)  # for export verification, rendered as the model sees them
     has_eval = task.has_eval_loss and len(eval_ds) > 0
     before, before_answers = evaluator.run(trainer, backend, model, tokenizer, has_eval)
     say(f"Before training: {_fmt(before)}")
+    distributed.let_training_wrap(model)
 
     # 8. Train.
+    processes = distributed.processes()
     say(f"Training: {trainer.args.max_steps if trainer.args.max_steps > 0 else f'{train.epochs} epochs of'} steps, "
-        f"batch {train.batch_size} x {train.grad_accum}, lr {train.lr}")
+        f"batch {train.batch_size} x {train.grad_accum}" + (f" x {processes} processes" if processes > 1 else "")
+        + f" = {effective_batch(train, processes)} rows per step, lr {train.lr}")
     if checkpoint:
         say(f"Resuming from {checkpoint}")
     reset_gpu_peak()
@@ -165,11 +181,19 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
     # 9. After: the same measurements, then samples, adapter, plots.
     after, after_answers = evaluator.run(trainer, backend, model, tokenizer, has_eval)
     say(f"After training:  {_fmt(after)}")
-    evaluator.write_samples(run.path / "samples.md", before_answers, after_answers)
-    task.write_artifacts(run.path, before, after)
-    write_dir(run.path / "adapter", lambda tmp: (model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
-    plot_loss(run.path / "metrics.jsonl", run.path / "loss.png")
-    if wandb_mode == "offline":
+    seen, trained = tokens.totals()
+    # DDP keeps one adapter on every process; its digest from each rank shows that it did
+    replicas = distributed.gather(adapter_sha256(model)) if distributed.launched() and not distributed.sharded() \
+        else None
+    gathered = run.path / ".adapter.gathered"
+    if distributed.sharded():  # the adapter is spread over the processes: all of them gather it, rank 0 writes
+        trainer.save_model(str(gathered))
+    if run.writes:
+        evaluator.write_samples(run.path / "samples.md", before_answers, after_answers)
+        task.write_artifacts(run.path, before, after)
+        write_dir(run.path / "adapter", lambda tmp: _save_adapter(tmp, model, tokenizer, gathered))
+        plot_loss(run.path / "metrics.jsonl", run.path / "loss.png")
+    if wandb_mode == "offline" and run.writes:
         for folder in wandb_offline_dirs(run.path):
             say(f"W&B ran offline; upload later with: wandb sync {folder}")
 
@@ -182,14 +206,23 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
         "after": after,
         "train_loss": round(metrics.get("train_loss", float("nan")), 4),
         "steps": trainer.state.global_step,
+        "processes": processes,
+        "effective_batch": effective_batch(train, processes),  # rows per optimizer step, all processes
+        "adapter_sha256_per_rank": replicas,
         "resumed_from": str(checkpoint) if checkpoint else None,
         "train_runtime_s": round(runtime, 1),
-        "train_tokens": tokens.seen,  # non-padding tokens of the training batches in this process
-        "trained_tokens": tokens.trained,  # those that carry loss
-        "tokens_per_second": round(tokens.seen / runtime, 1) if runtime else None,
+        "train_tokens": seen,  # non-padding tokens of the training batches, summed over the processes
+        "trained_tokens": trained,  # those that carry loss
+        "tokens_per_second": round(seen / runtime, 1) if runtime else None,
         "train_peak_gpu_memory_gib": peak_gib,  # torch's peak during trainer.train(), weights included
         "data": {split: split_stats.to_dict() for split, split_stats in stats.items()},
     }
+
+
+def effective_batch(train, processes: int) -> int:
+    """Rows per optimizer step: batch_size is per process, as in TrainingArguments, so a step of N
+    processes sees N times the rows; max_steps and the learning-rate schedule count these steps."""
+    return train.batch_size * train.grad_accum * processes
 
 
 def _fmt(measured: dict, prefix: str = "") -> str:
@@ -233,6 +266,22 @@ def quiet_libraries() -> None:
     transformers/Unsloth, and datasets' bars for sub-second steps fasttune summarises itself."""
     warnings.filterwarnings("ignore", category=FutureWarning)
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+
+
+def adapter_sha256(model) -> str:
+    """The digest of the LoRA weights this process holds, named as adapter_model.safetensors names them."""
+    from peft import get_peft_model_state_dict
+
+    return distributed.weights_sha256(get_peft_model_state_dict(model))
+
+
+def _save_adapter(folder: Path, model, tokenizer, gathered: Path) -> None:
+    """The adapter as the sharded engines' Trainer.save_model gathered it, else from the model itself."""
+    if gathered.is_dir():
+        gathered.rename(folder)
+    else:
+        model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
 
 
 def _load_adapter_weights(model, checkpoint: Path) -> None:

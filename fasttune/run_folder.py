@@ -47,9 +47,10 @@ def write_dir(target: Path, build) -> None:
 
 
 class RunFolder:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, writes: bool = True):
         self.path = path
         self.name = path.name
+        self.writes = writes  # False on the ranks other than 0 of a multi-process run
 
     @staticmethod
     def check_writable(runs_dir: str) -> None:
@@ -63,6 +64,15 @@ class RunFolder:
 
     @classmethod
     def create(cls, runs_dir: str, prefix: str) -> RunFolder:
+        """A new folder; with several processes rank 0 creates it, every rank gets its path, and only
+        rank 0's status() writes (the others still write their RNG state into its checkpoints)."""
+        from fasttune import distributed
+
+        main = distributed.is_main()
+        return cls(Path(distributed.share(str(cls._new(runs_dir, prefix)) if main else None)), writes=main)
+
+    @classmethod
+    def _new(cls, runs_dir: str, prefix: str) -> Path:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         root = Path(runs_dir)
         cls.check_writable(runs_dir)
@@ -70,13 +80,15 @@ class RunFolder:
             path = root / (f"{prefix}-{stamp}" + (f"-{n}" if n else ""))
             try:
                 path.mkdir()
-                return cls(path)
+                return path
             except FileExistsError:
                 continue
         raise FileExistsError(f"could not create a new run folder under {root}")
 
     def status(self, state: str, **extra) -> None:
-        write_json(self.path / STATUS, {"status": state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra})
+        if self.writes:
+            write_json(self.path / STATUS, {"status": state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                            **extra})
 
     def fail(self, error: BaseException, **extra) -> None:
         state = "interrupted" if isinstance(error, KeyboardInterrupt | RunInterrupted) else "failed"

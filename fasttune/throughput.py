@@ -14,7 +14,8 @@ from typing import Callable
 
 
 class TokenCounter:
-    """Cumulative (seen, trained) token counts of the training micro-batches of one process."""
+    """Cumulative (seen, trained) token counts of the training micro-batches of one process
+    (`totals()`: of every process)."""
 
     def __init__(self, count_batch: Callable[[dict], tuple[int, int]]):
         self.count_batch = count_batch
@@ -38,6 +39,14 @@ class TokenCounter:
             return compute_loss(model, inputs, *args, **kwargs)
 
         trainer.compute_loss = counted
+
+    def totals(self) -> tuple[int, int]:
+        """(seen, trained) of the whole job: summed over the processes of a multi-process run. Every
+        process must call it at the same point (it is a collective)."""
+        from fasttune.distributed import total
+
+        seen, trained = total(self.seen, self.trained)
+        return seen, trained
 
 
 def count_lm_batch(batch: dict, ignore_index: int = -100) -> tuple[int, int]:

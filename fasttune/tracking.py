@@ -18,7 +18,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 def make_callback(metrics_path: Path, console: Console, tokens, fields: tuple[str, ...] = ()):
     """A transformers TrainerCallback (built here so transformers is imported only when training).
-    `tokens` is the run's throughput.TokenCounter: tokens/s comes from fasttune's own count;
+    `tokens` is the run's throughput.TokenCounter: tokens/s comes from fasttune's own count, summed
+    over the processes of a multi-process run, whose rank 0 alone draws the bar and writes the file
+    (the loss in the Trainer's logs is already the mean over the processes);
     `fields` are the task's extra log keys for the progress line (Task.progress_fields)."""
     from transformers import TrainerCallback
 
@@ -30,8 +32,8 @@ def make_callback(metrics_path: Path, console: Console, tokens, fields: tuple[st
             self.last = None  # (time, tokens seen) at the previous log, for tokens/s
 
         def on_train_begin(self, args, state, control, **kwargs):
-            self.last = (time.perf_counter(), tokens.seen)
-            if console.is_terminal:
+            self.last = (time.perf_counter(), tokens.totals()[0])
+            if console.is_terminal and state.is_world_process_zero:
                 self.progress = Progress(
                     TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
@@ -46,11 +48,14 @@ def make_callback(metrics_path: Path, console: Console, tokens, fields: tuple[st
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = dict(logs or {})
             record = {"step": state.global_step, "time": round(time.time(), 3), **logs}
-            if "loss" in logs and self.last is not None:
+            if "loss" in logs and self.last is not None:  # every process logs the same records, so
+                seen, trained = tokens.totals()  # this collective is reached by all of them
                 now = time.perf_counter()
-                record.update(tokens=tokens.seen, trained_tokens=tokens.trained, tokens_per_second=round(
-                    (tokens.seen - self.last[1]) / max(now - self.last[0], 1e-9), 1))
-                self.last = (now, tokens.seen)
+                record.update(tokens=seen, trained_tokens=trained, tokens_per_second=round(
+                    (seen - self.last[1]) / max(now - self.last[0], 1e-9), 1))
+                self.last = (now, seen)
+            if not state.is_world_process_zero:
+                return
             with metrics_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
             if "loss" in logs:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fasttune.distributed import on_cpu
+
 
 def use_packing(setting: str) -> bool:
     """'auto' packs on a GPU only: on CPU, attention over long packed rows costs more than padding
@@ -65,6 +67,10 @@ def common_args(recipe, model, run_dir: Path, run_name: str) -> dict:
         report_to=list(log.report_to) or "none",
         disable_tqdm=True,  # fasttune draws its own progress bar
         dataloader_pin_memory=False,
+        **({"use_cpu": True} if on_cpu() else {}),  # several processes over gloo
+        # Under DDP every LoRA weight gets a gradient each step; the Trainer's default for a peft model
+        # (True) walks the autograd graph again every step looking for unused ones, and warns that it found none.
+        ddp_find_unused_parameters=False,
         **mixed_precision(model),
     )
 

@@ -26,8 +26,25 @@ class Backend(Protocol):
         """Switch it back to training."""
 
 
+# What Unsloth 2026.10.9 itself runs with several processes: DDP (its own DDP defaults and per-rank
+# device placement) and FSDP2 (unsloth/fsdp2_launch.py). Under FSDP1 it declines its fused LoRA
+# kernels, and its launcher refuses DeepSpeed; those go to the hf backend.
+UNSLOTH_ENGINES = ("one process", "DDP", "FSDP2")
+
+
 def choose(name: str) -> tuple[Backend, str]:
     """The backend module for `model.backend` and a sentence saying why it was picked."""
+    from fasttune.distributed import engine
+
+    launch = engine()
+    if name in ("auto", "unsloth") and launch not in UNSLOTH_ENGINES:
+        if name == "unsloth":
+            raise ConfigError(f"model.backend=unsloth cannot run under {launch}: with several processes Unsloth "
+                              "runs DDP and FSDP2 only. Use model.backend=hf, which runs every accelerate engine "
+                              "(DDP, FSDP, DeepSpeed), or an accelerate config for DDP or FSDP2")
+        name, forced = "hf", f"hf: Unsloth does not run under {launch} (DDP and FSDP2 only)"
+    else:
+        forced = None
     if name in ("auto", "unsloth"):
         from fasttune.backends import unsloth
 
@@ -40,7 +57,7 @@ def choose(name: str) -> tuple[Backend, str]:
                               "Install it (see README) or use model.backend=hf")
         reason = f"hf: Unsloth does not import ({error})"
     else:
-        reason = "hf: requested"
+        reason = forced or "hf: requested"
     from fasttune.backends import hf
 
     return hf, reason

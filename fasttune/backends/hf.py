@@ -1,6 +1,7 @@
 """The transformers + peft backend: the fallback when Unsloth is missing, and the path to several
-GPUs (launch with `accelerate launch -m fasttune.cli run ...` for DDP; each process puts the model
-on its own LOCAL_RANK device). 4-bit QLoRA through bitsandbytes when CUDA is present.
+GPUs through every accelerate engine (README "Several GPUs"): under DDP each process puts the model on
+its own LOCAL_RANK device; under FSDP / DeepSpeed the model loads unplaced and accelerate shards it.
+4-bit QLoRA through bitsandbytes when CUDA is present.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ def load(model_cfg, path: str, max_seq_length: int, gradient_checkpointing: bool
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
     from fasttune.backends.quantization import use_4bit
+    from fasttune.distributed import sharded
 
     cuda = torch.cuda.is_available()
     if model_cfg.dtype != "auto":
@@ -27,11 +29,14 @@ def load(model_cfg, path: str, max_seq_length: int, gradient_checkpointing: bool
         dtype = torch.float32  # CPU: bf16 is emulated (slow) on most CPUs, fp16 matmuls are worse
     kwargs = {"dtype": dtype}
     if cuda:
-        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+        if not sharded():
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
         if use_4bit(model_cfg):
             kwargs["quantization_config"] = BitsAndBytesConfig(
                 load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                 bnb_4bit_compute_dtype=dtype,
+                # FSDP shards tensors of one dtype: 4-bit weights packed into the compute dtype (peft's FSDP-QLoRA)
+                **({"bnb_4bit_quant_storage": dtype} if sharded() else {}),
             )
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     tokenizer = AutoTokenizer.from_pretrained(path, model_max_length=max_seq_length)
