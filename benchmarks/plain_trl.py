@@ -81,14 +81,18 @@ def main() -> None:
         return original(model, inputs, *a, **kw)
 
     trainer.compute_loss = counted
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     result = trainer.train()
     runtime = time.perf_counter() - started
+    peak_gib = round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
     if args.adapter_out:
         trainer.save_model(args.adapter_out)
     Path(args.out).write_text(json.dumps({
         "steps": result.global_step, "train_tokens": seen["tokens"], "train_runtime_s": round(runtime, 1),
-        "train_loss": result.training_loss, "losses": losses}) + "\n")
+        "train_loss": result.training_loss, "losses": losses,
+        "train_peak_gpu_memory_gib": peak_gib}) + "\n")
 
 
 if __name__ == "__main__":
