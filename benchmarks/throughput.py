@@ -1,6 +1,7 @@
 """Training throughput of the chat SFT recipe: fasttune's backends against plain TRL.
 
-    python benchmarks/throughput.py [--steps 20] [--backends unsloth,hf,plain-trl] [--model DIR] [overrides...]
+    python benchmarks/throughput.py [--steps 20] [--backends unsloth,unsloth+packed,hf,plain-trl] [--model DIR]
+                                    [overrides...]
 
 Each backend runs `fasttune run recipes/chat_sft.py` in its own process (Unsloth must be imported
 first in a process), with W&B and samples off; `plain-trl` runs benchmarks/plain_trl.py, the
@@ -101,9 +102,13 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def bench(backend: str, steps: int, model: str, extra: list[str]) -> dict:
-    if backend == "plain-trl":
+def bench(name: str, steps: int, model: str, extra: list[str]) -> dict:
+    """One row. NAME is a backend, plain-trl, or a backend with '+packed' (train.packing=on, which on
+    CPU is fasttune's packed rows: several whole examples per 256-token row)."""
+    if name == "plain-trl":
         return bench_plain(steps, model)
+    backend, packed = name.removesuffix("+packed"), name.endswith("+packed")
+    extra = [*extra, "train.packing=on"] if packed else extra
     with tempfile.TemporaryDirectory() as runs:
         command = [sys.executable, "-c", MEASURE, sys.executable, "-m", "fasttune.cli", "run", "recipes/chat_sft.py",
                    f"model.backend={backend}", f"train.max_steps={steps}", "log.report_to=[]", "eval.samples=0",
@@ -119,7 +124,7 @@ def bench(backend: str, steps: int, model: str, extra: list[str]) -> dict:
                   if "loss" in r]
         judged = heldout_loss(model, run_dir / "adapter")
     peak = int(result.stdout.rsplit("PEAK_RSS_KIB", 1)[1].split()[0])
-    return _row(backend, summary["steps"], summary["train_tokens"], summary["train_runtime_s"], peak, wall,
+    return _row(name, summary["steps"], summary["train_tokens"], summary["train_runtime_s"], peak, wall,
                 [summary["before"]["eval_loss"], summary["after"]["eval_loss"]], losses, judged,
                 summary.get("train_peak_gpu_memory_gib"))
 
@@ -127,7 +132,7 @@ def bench(backend: str, steps: int, model: str, extra: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--backends", default="unsloth,hf,plain-trl")
+    parser.add_argument("--backends", default="unsloth,unsloth+packed,hf,plain-trl")
     parser.add_argument("--model", help="a local model folder (default: the embedded model, converted once)")
     parser.add_argument("overrides", nargs="*", help="extra recipe overrides, e.g. train.batch_size=8")
     args = parser.parse_args()
@@ -151,10 +156,10 @@ def main() -> None:
     flops = machine["matmul_gflops"]
     print(f"{machine['gpu'] or machine['cpu']}: matmul {flops['float32']} GFLOP/s fp32, "
           f"{flops['bfloat16']} GFLOP/s bf16")
-    print(f"{'backend':10} {'tok/s':>7} {'x plain':>8} {'s/step':>7} {'peak GiB':>9} {'final loss':>11} "
+    print(f"{'backend':15} {'tok/s':>7} {'x plain':>8} {'s/step':>7} {'peak GiB':>9} {'final loss':>11} "
           f"{'held-out loss':>14} {'GPU GiB':>8}")
     for r in rows:
-        print(f"{r['backend']:10} {r['tokens_per_s']:>7} {r['vs_plain_trl'] or '':>8} {r['s_per_step']:>7} "
+        print(f"{r['backend']:15} {r['tokens_per_s']:>7} {r['vs_plain_trl'] or '':>8} {r['s_per_step']:>7} "
               f"{r['peak_rss_gib']:>9} {r['final_loss']:>11} {r['heldout_loss']:>14} {r['peak_gpu_gib'] or '':>8}")
     print(f"written to {out}")
 

@@ -101,8 +101,8 @@ class Train:
     gradient_checkpointing: bool = True
     """Recompute activations in the backward pass: less memory, ~10% slower ('unsloth' mode on Unsloth)."""
     packing: Literal["auto", "on", "off"] = "auto"
-    """Pack short examples into full rows, attention kept apart.
-    'auto': on with a GPU; on CPU length-grouped batches."""
+    """Pack short examples into full rows, attention kept apart: TRL's padding-free packing on a GPU,
+    fasttune's packed rows on CPU. 'auto': on with a GPU; on CPU length-grouped batches."""
     embedding_lr: float = 0.0
     """Learning rate for embed_tokens/lm_head when lora.train_embeddings is on (0: same as lr);
     2-10x smaller is usual."""

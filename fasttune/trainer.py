@@ -11,14 +11,20 @@ from pathlib import Path
 from fasttune.distributed import on_cpu
 
 
-def use_packing(setting: str) -> bool:
-    """'auto' packs on a GPU only: on CPU, attention over long packed rows costs more than padding
-    saves (measured ~65 vs ~85 tokens/s), and Unsloth's CPU path turns packing off anyway."""
-    if setting != "auto":
-        return setting == "on"
+def packing_mode(setting: str) -> str:
+    """How examples share rows: 'padding_free' (TRL's packing, on a GPU), 'rows' (fasttune's packed
+    rows, on CPU: fasttune/data/pack.py says why) or 'off' (one example per row, length-grouped).
+
+    'auto' packs on a GPU only. On CPU packed rows raise tokens/s (Unsloth's CPU path, measured in
+    benchmarks/throughput.py) but a step then holds ~4x the tokens of a chat batch, so a recipe's
+    max_steps would take ~3x as long as its author planned: there it is `train.packing=on`."""
+    if setting == "off":
+        return "off"
     import torch
 
-    return torch.cuda.is_available()
+    if torch.cuda.is_available():
+        return "padding_free"
+    return "rows" if setting == "on" else "off"
 
 
 def mixed_precision(model) -> dict:
@@ -75,6 +81,27 @@ def common_args(recipe, model, run_dir: Path, run_name: str) -> dict:
     )
 
 
+def lora_without_input_casts(trainer):
+    """On CPU with bf16 autocast (Unsloth's CPU path loads bf16 weights), peft casts every LoRA layer's
+    input up to its fp32 adapter weights and autocast casts it back down for the matmul: two copies
+    of each activation per adapted layer, ~8% of a packed step (measured, benchmarks/throughput.py).
+    The training forward always runs under the Trainer's autocast, so there peft's cast is skipped
+    (peft.helpers.disable_input_dtype_casting) and the adapter matmuls run in bf16 with fp32
+    weights; generation and scoring outside the Trainer keep peft's cast, which they need."""
+    import torch
+    from peft.helpers import disable_input_dtype_casting
+
+    if not torch.cuda.is_available() and trainer.args.bf16:
+        compute_loss = trainer.compute_loss
+
+        def forward_without_casts(model, inputs, *args, **kwargs):
+            with disable_input_dtype_casting(model):
+                return compute_loss(model, inputs, *args, **kwargs)
+
+        trainer.compute_loss = forward_without_casts
+    return trainer
+
+
 def without_printer(trainer):
     """Drop transformers' PrinterCallback: it prints raw log dicts, fasttune's callback shows them."""
     from transformers import PrinterCallback
@@ -87,7 +114,14 @@ def build_sft_trainer(recipe, model, tokenizer, train_ds, eval_ds, run_dir: Path
     from trl import SFTConfig, SFTTrainer  # after unsloth (backends.choose ran first)
 
     train = recipe.train
-    packing = use_packing(train.packing)
+    mode = packing_mode(train.packing)
+    collator = None
+    if mode == "rows":
+        from fasttune.data.pack import PackedRowsCollator, pack_rows
+
+        train_ds = pack_rows(train_ds, recipe.data.max_seq_length)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        collator = PackedRowsCollator(pad)
     has_eval = eval_ds is not None and len(eval_ds) > 0
     args = SFTConfig(
         **common_args(recipe, model, run_dir, run_name),
@@ -95,17 +129,18 @@ def build_sft_trainer(recipe, model, tokenizer, train_ds, eval_ds, run_dir: Path
         eval_strategy="steps" if train.eval_steps and has_eval else "no",
         **({"eval_steps": train.eval_steps} if train.eval_steps and has_eval else {}),
         max_length=recipe.data.max_seq_length,
-        packing=packing,
-        padding_free=packing,
+        packing=mode == "padding_free",
+        padding_free=mode == "padding_free",
         # Without packing, batch examples of similar length so little compute goes to padding.
-        train_sampling_strategy="random" if packing else "group_by_length",
+        train_sampling_strategy="group_by_length" if mode == "off" else "random",
     )
-    return without_printer(SFTTrainer(
+    return lora_without_input_casts(without_printer(SFTTrainer(
         model=model,
         args=args,
         train_dataset=train_ds,
         eval_dataset=eval_ds if has_eval else None,
         processing_class=tokenizer,
+        data_collator=collator,
         callbacks=callbacks,
         optimizers=(embedding_optimizer(model, train), None) if train.embedding_lr else (None, None),
-    ))
+    )))
