@@ -137,8 +137,8 @@ def estimate(shape: Shape, *, backend: str, load_in_4bit: bool, lora_r: int, tar
         weights += shape.embedding_params() * embed_bytes
     if checkpointing:  # layer inputs (the residual stream's dtype; Unsloth offloads them) + one layer recomputed
         per_token = shape.layers * shape.hidden * (embed_bytes if hf else 0) + layer_elements(shape, fused=not hf) * 2
-    else:  # every layer's saved tensors, in bf16
-        per_token = shape.layers * layer_elements(shape, fused=False) * 2
+    else:  # every layer's saved tensors, in the residual stream's dtype (fp32 on HF QLoRA, else bf16)
+        per_token = shape.layers * layer_elements(shape, fused=False) * embed_bytes
     logit_bytes = HF_LOGIT_BYTES if hf else UNSLOTH_LOGIT_BYTES
     return Breakdown(weights=weights, lora_optimizer=trainable * LORA_BYTES, activations=tokens * per_token,
                      logits=tokens * shape.vocab * logit_bytes)

@@ -66,6 +66,9 @@ def common_args(recipe, model, run_dir: Path, run_name: str) -> dict:
         lr_scheduler_type=train.lr_scheduler,
         warmup_steps=train.warmup_ratio,  # a float below 1 is a ratio of the total steps
         weight_decay=train.weight_decay,
+        # The recipe's choice, passed on: TRL's SFTConfig defaults to True, and the Trainer then turned
+        # checkpointing on even where the recipe (and the backend's load) had it off.
+        gradient_checkpointing=train.gradient_checkpointing,
         seed=train.seed,
         logging_steps=log.logging_steps,
         save_strategy="steps" if train.save_steps else "no",
@@ -84,10 +87,11 @@ def common_args(recipe, model, run_dir: Path, run_name: str) -> dict:
 def lora_without_input_casts(trainer):
     """On CPU with bf16 autocast (Unsloth's CPU path loads bf16 weights), peft casts every LoRA layer's
     input up to its fp32 adapter weights and autocast casts it back down for the matmul: two copies
-    of each activation per adapted layer, ~8% of a packed step (measured, benchmarks/throughput.py).
-    The training forward always runs under the Trainer's autocast, so there peft's cast is skipped
-    (peft.helpers.disable_input_dtype_casting) and the adapter matmuls run in bf16 with fp32
-    weights; generation and scoring outside the Trainer keep peft's cast, which they need."""
+    of each activation per adapted layer, ~8% of a packed step (measured with a profiler). The
+    training forward always runs under the Trainer's autocast, so there peft's cast is skipped
+    (peft.helpers.disable_input_dtype_casting): autocast ran those matmuls in bf16 anyway, so the
+    losses are the same to the last digit (benchmarks/results/throughput-*.json). Generation and
+    scoring outside the Trainer keep peft's cast, which they need."""
     import torch
     from peft.helpers import disable_input_dtype_casting
 
