@@ -51,16 +51,10 @@ class TokenCounter:
 
 def count_lm_batch(batch: dict, ignore_index: int = -100) -> tuple[int, int]:
     """(non-padding tokens, tokens with a loss) of a causal-LM batch: input_ids with an
-    attention_mask (padded rows), or position_ids and no mask (packed rows, fasttune's on CPU or
-    TRL's padding-free ones), or neither (every token counts), and labels."""
-    from fasttune.data.pack import count_packed
-
-    ids = batch["input_ids"]
-    mask, positions = batch.get("attention_mask"), batch.get("position_ids")
-    if mask is not None:
-        seen = int(mask.sum())
-    else:
-        seen = count_packed(positions) if positions is not None else ids.numel()
+    attention_mask (padded rows), or without one (packed batches, fasttune's on CPU or TRL's
+    padding-free ones on a GPU, have no padding: every token counts), and labels."""
+    mask = batch.get("attention_mask")
+    seen = int(mask.sum()) if mask is not None else batch["input_ids"].numel()
     labels = batch.get("labels")
     # the first label of a row has no preceding token to predict it from, so it never carries loss
     trained = int((labels[..., 1:] != ignore_index).sum()) if labels is not None else seen

@@ -106,6 +106,22 @@ def lora_without_input_casts(trainer):
     return trainer
 
 
+def with_packed_rows_attention(trainer):
+    """The Trainer's steps over fasttune's packed batches (training, with its backward, where
+    gradient checkpointing recomputes the forward; and evaluation) run with
+    fasttune/packed_attention.py, which attends each example on its own; the model keeps its own
+    attention everywhere else (generation, scoring)."""
+    from fasttune.packed_attention import packed_rows_attention
+
+    for name in ("training_step", "prediction_step"):
+        def by_example(*args, _step=getattr(trainer, name), **kwargs):
+            with packed_rows_attention(trainer.model):
+                return _step(*args, **kwargs)
+
+        setattr(trainer, name, by_example)
+    return trainer
+
+
 def without_printer(trainer):
     """Drop transformers' PrinterCallback: it prints raw log dicts, fasttune's callback shows them."""
     from transformers import PrinterCallback
@@ -124,8 +140,7 @@ def build_sft_trainer(recipe, model, tokenizer, train_ds, eval_ds, run_dir: Path
         from fasttune.data.pack import PackedRowsCollator, pack_rows
 
         train_ds = pack_rows(train_ds, recipe.data.max_seq_length)
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        collator = PackedRowsCollator(pad)
+        collator = PackedRowsCollator()
     has_eval = eval_ds is not None and len(eval_ds) > 0
     args = SFTConfig(
         **common_args(recipe, model, run_dir, run_name),
@@ -138,7 +153,7 @@ def build_sft_trainer(recipe, model, tokenizer, train_ds, eval_ds, run_dir: Path
         # Without packing, batch examples of similar length so little compute goes to padding.
         train_sampling_strategy="group_by_length" if mode == "off" else "random",
     )
-    return lora_without_input_casts(without_printer(SFTTrainer(
+    trainer = lora_without_input_casts(without_printer(SFTTrainer(
         model=model,
         args=args,
         train_dataset=train_ds,
@@ -148,3 +163,4 @@ def build_sft_trainer(recipe, model, tokenizer, train_ds, eval_ds, run_dir: Path
         callbacks=callbacks,
         optimizers=(embedding_optimizer(model, train), None) if train.embedding_lr else (None, None),
     )))
+    return with_packed_rows_attention(trainer) if mode == "rows" else trainer

@@ -1,20 +1,19 @@
-"""Packed rows for CPU training: several whole examples per row, each attending only to itself.
+"""Packed batches for CPU training: whole examples laid end to end, each attending only to itself.
 
-Why fasttune packs on CPU itself: a CPU multiplies a 1024-row matrix at ~1.4x the rate of a 256-row
-one (measured on this project's 2-core bf16 CPU), so a step over four full rows of 256 tokens does
-more work per second than four chat rows of ~63 tokens, and no compute goes to padding. TRL's packing
-cannot be used here: its collator either flattens the whole batch into one padding-free row (attention
-then spans all examples of the batch, quadratic in the batch's total length) or adds an attention mask,
-which stops transformers from separating the packed examples. Unsloth's CPU fallback turns TRL's
-packing off for that reason.
+Why pack on CPU: a CPU multiplies a 1024-row matrix at ~1.4x the rate of a 256-row one (measured on
+this project's 2-core bf16 CPU), so a step over ~1000 tokens of whole examples does more work per
+second than four chat rows of ~63 tokens, and no compute goes to padding. Why fasttune does it and
+not TRL: Unsloth's CPU fallback turns TRL's `packing` and `padding_free` off (PyTorch has no CPU
+kernel that keeps packed examples apart cheaply; fasttune/packed_attention.py is fasttune's).
 
-What keeps the examples apart is the position ids: they restart at 0 at every example, and with no
-attention mask and no KV cache in the forward, transformers builds a block-diagonal causal mask from
-them (`masking_utils.find_packed_sequence_indices`). The cache matters: a model whose config has
-use_cache on (Unsloth's does) skips that mask, and the examples of a row would see each other, so the
-batch itself says `use_cache=False`. Rotary positions restart too, so each example sees the
-positions it would see alone; `tests/test_packing.py` checks that a packed row's logits equal each
-example's own.
+The examples are first bin-packed into rows of at most `max_seq_length` tokens by TRL's
+`pack_dataset`, so a step of `batch_size` rows keeps the token budget a recipe author reads; the
+collator then lays a batch's rows end to end as one row with no padding. What keeps the examples
+apart is the position ids, which restart at 0 at every example: rotary positions restart with them,
+so each example sees the positions it would see alone, and the attention reads the examples' bounds
+from them. The batch says `use_cache=False`, which transformers needs to build its own
+block-diagonal mask from position ids (`tests/test_packed_rows_cpu.py` checks both attentions
+against each example run alone).
 """
 
 from __future__ import annotations
@@ -28,8 +27,7 @@ def pack_rows(dataset, max_length: int):
     """Bin-pack tokenized examples (input_ids, labels) into rows of at most max_length tokens, by
     TRL's best-fit-decreasing `pack_dataset`; each row keeps `seq_lengths`, its examples' lengths.
 
-    Examples of one token are left out: a row's first token is never predicted, so they carry no loss,
-    and the collator's padding rule (a trailing run of position 0) needs every example to be longer."""
+    Examples of one token are left out: a row's first token is never predicted, so they carry no loss."""
     from trl.data_utils import pack_dataset
 
     columns = dataset.select_columns(["input_ids", "labels"])
@@ -38,36 +36,22 @@ def pack_rows(dataset, max_length: int):
 
 @dataclass
 class PackedRowsCollator:
-    """Batch packed rows (or plain examples, as in evaluation) into input_ids, labels and position_ids,
-    with no attention mask and use_cache=False: the model's keyword arguments, as the Trainer passes a
-    batch. Padding comes last in a row, every pad token at position 0 (each its own
-    one-token sequence, so it sees only itself) and with no label."""
-
-    pad_token_id: int
+    """Lay a batch of packed rows (or plain examples, as in evaluation) end to end as one row of
+    input_ids, labels and position_ids, with no attention mask and use_cache=False: the model's
+    keyword arguments, as the Trainer passes a batch. Every token is a real one."""
 
     def __call__(self, examples: list[dict]) -> dict:
         import torch
 
-        width = max(len(e["input_ids"]) for e in examples)
-        shape = (len(examples), width)
-        input_ids = torch.full(shape, self.pad_token_id, dtype=torch.long)
-        labels = torch.full(shape, IGNORE, dtype=torch.long)
-        position_ids = torch.zeros(shape, dtype=torch.long)
-        for row, example in enumerate(examples):
-            n = len(example["input_ids"])
-            input_ids[row, :n] = torch.tensor(example["input_ids"])
-            labels[row, :n] = torch.tensor(example["labels"])
-            lengths = example.get("seq_lengths") or [n]
-            position_ids[row, :n] = torch.cat([torch.arange(length) for length in lengths])
+        input_ids, labels, positions = [], [], []
+        for example in examples:
+            input_ids += example["input_ids"]
+            labels += example["labels"]
+            positions += [p for length in example.get("seq_lengths") or [len(example["input_ids"])]
+                          for p in range(length)]
+        position_ids = torch.tensor([positions])
+        labels = torch.tensor([labels])
         # An example's first token would otherwise be "predicted" from the end of the example before it.
         labels[position_ids == 0] = IGNORE
-        return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids, "use_cache": False}
-
-
-def count_packed(position_ids) -> int:
-    """Non-padding tokens of a batch without an attention mask: each row less its trailing run of
-    position 0. As PackedRowsCollator lays rows out that run is exactly the padding, since every
-    example is at least two tokens long, so a real example never ends at position 0. (TRL's
-    padding-free rows have no padding; a one-token last example there would be missed.)"""
-    trailing = (position_ids == 0).flip(-1).int().cumprod(-1).sum(-1)
-    return int(position_ids.numel() - trailing.sum())
+        return {"input_ids": torch.tensor([input_ids]), "labels": labels, "position_ids": position_ids,
+                "use_cache": False}
