@@ -104,7 +104,8 @@ def cpu_name() -> str:
 
 def bench(name: str, steps: int, model: str, extra: list[str]) -> dict:
     """One row. NAME is a backend, plain-trl, or a backend with '+packed' (train.packing=on, which on
-    CPU is fasttune's packed rows: several whole examples per 256-token row)."""
+    CPU is fasttune's packed batches: whole examples filling batch_size rows of max_seq_length tokens,
+    laid end to end, each example attending to itself)."""
     if name == "plain-trl":
         return bench_plain(steps, model)
     backend, packed = name.removesuffix("+packed"), name.endswith("+packed")

@@ -13,11 +13,11 @@ from fasttune.distributed import on_cpu
 
 def packing_mode(setting: str) -> str:
     """How examples share rows: 'padding_free' (TRL's packing, on a GPU), 'rows' (fasttune's packed
-    rows, on CPU: fasttune/data/pack.py says why) or 'off' (one example per row, length-grouped).
+    batches, on CPU: fasttune/data/pack.py says why) or 'off' (one example per row, length-grouped).
 
-    'auto' packs on a GPU only. On CPU packed rows raise tokens/s (Unsloth's CPU path, measured in
-    benchmarks/throughput.py) but a step then holds ~4x the tokens of a chat batch, so a recipe's
-    max_steps would take ~3x as long as its author planned: there it is `train.packing=on`."""
+    'auto' packs on a GPU only. On CPU packing raises tokens/s ~1.4x (Unsloth's CPU path, measured
+    in benchmarks/throughput.py) but a step then holds ~4x the tokens of a chat batch, so a recipe's
+    max_steps would take ~2.8x as long as its author planned: there it is `train.packing=on`."""
     if setting == "off":
         return "off"
     import torch
