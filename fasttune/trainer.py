@@ -84,11 +84,24 @@ def common_args(recipe, model, run_dir: Path, run_name: str) -> dict:
     )
 
 
+def around_steps(trainer, context):
+    """Run the Trainer's training and evaluation steps inside `context()`. Not around compute_loss:
+    training_step also holds the backward, where gradient checkpointing recomputes the forward, and
+    a forward changed by `context` has to be recomputed the same way."""
+    for name in ("training_step", "prediction_step"):
+        def wrapped(*args, _step=getattr(trainer, name), **kwargs):
+            with context():
+                return _step(*args, **kwargs)
+
+        setattr(trainer, name, wrapped)
+    return trainer
+
+
 def lora_without_input_casts(trainer):
     """On CPU with bf16 autocast (Unsloth's CPU path loads bf16 weights), peft casts every LoRA layer's
     input up to its fp32 adapter weights and autocast casts it back down for the matmul: two copies
     of each activation per adapted layer, ~8% of a packed step (measured with a profiler). The
-    training forward always runs under the Trainer's autocast, so there peft's cast is skipped
+    Trainer's forwards always run under its autocast, so there peft's cast is skipped
     (peft.helpers.disable_input_dtype_casting): autocast ran those matmuls in bf16 anyway, so the
     losses are the same to the last digit (benchmarks/results/throughput-*.json). Generation and
     scoring outside the Trainer keep peft's cast, which they need."""
@@ -96,30 +109,17 @@ def lora_without_input_casts(trainer):
     from peft.helpers import disable_input_dtype_casting
 
     if not torch.cuda.is_available() and trainer.args.bf16:
-        compute_loss = trainer.compute_loss
-
-        def forward_without_casts(model, inputs, *args, **kwargs):
-            with disable_input_dtype_casting(model):
-                return compute_loss(model, inputs, *args, **kwargs)
-
-        trainer.compute_loss = forward_without_casts
+        around_steps(trainer, lambda: disable_input_dtype_casting(trainer.model))
     return trainer
 
 
 def with_packed_rows_attention(trainer):
-    """The Trainer's steps over fasttune's packed batches (training, with its backward, where
-    gradient checkpointing recomputes the forward; and evaluation) run with
-    fasttune/packed_attention.py, which attends each example on its own; the model keeps its own
-    attention everywhere else (generation, scoring)."""
+    """The Trainer's steps over fasttune's packed batches run with fasttune/packed_attention.py,
+    which attends each example on its own; the model keeps its own attention everywhere else
+    (generation, scoring)."""
     from fasttune.packed_attention import packed_rows_attention
 
-    for name in ("training_step", "prediction_step"):
-        def by_example(*args, _step=getattr(trainer, name), **kwargs):
-            with packed_rows_attention(trainer.model):
-                return _step(*args, **kwargs)
-
-        setattr(trainer, name, by_example)
-    return trainer
+    return around_steps(trainer, lambda: packed_rows_attention(trainer.model))
 
 
 def without_printer(trainer):

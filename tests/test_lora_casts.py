@@ -41,12 +41,12 @@ def test_training_forward_skips_lora_input_casts_and_keeps_the_loss(tmp_path):
 
     BaseTunerLayer._cast_input_dtype = counted
     try:
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-            skipped = trainer.compute_loss(model, batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            skipped, _, _ = trainer.prediction_step(model, batch, prediction_loss_only=True)
             assert casts and not any(casts)  # every LoRA input went in as it was
             casts.clear()
-            with_casts = type(trainer).compute_loss(trainer, model, batch)  # the Trainer's own, unwrapped
-            assert any(casts)
+            with_casts, _, _ = type(trainer).prediction_step(trainer, model, batch, prediction_loss_only=True)
+            assert any(casts)  # the Trainer's own step, unwrapped
     finally:
         BaseTunerLayer._cast_input_dtype = original
     assert abs(float(skipped) - float(with_casts)) < 0.02 * float(with_casts)
