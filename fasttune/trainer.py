@@ -97,19 +97,17 @@ def around_steps(trainer, context):
     return trainer
 
 
-def lora_without_input_casts(trainer):
-    """On CPU with bf16 autocast (Unsloth's CPU path loads bf16 weights), peft casts every LoRA layer's
-    input up to its fp32 adapter weights and autocast casts it back down for the matmul: two copies
-    of each activation per adapted layer, ~8% of a packed step (measured with a profiler). The
-    Trainer's forwards always run under its autocast, so there peft's cast is skipped
-    (peft.helpers.disable_input_dtype_casting): autocast ran those matmuls in bf16 anyway, so the
-    losses are the same to the last digit (benchmarks/results/throughput-*.json). Generation and
-    scoring outside the Trainer keep peft's cast, which they need."""
+def fused_lora_on_cpu(trainer):
+    """On CPU with bf16 autocast (Unsloth's CPU path loads bf16 weights), the Trainer's steps run the
+    LoRA layers fused (fasttune/fused_lora.py): no fp32 round trip of each input through peft's
+    cast, the scale and the adds inside the matmuls. Generation and scoring outside the Trainer keep
+    peft's forward, whose cast they need (no autocast there)."""
     import torch
-    from peft.helpers import disable_input_dtype_casting
+
+    from fasttune.fused_lora import fused_lora_linears
 
     if not torch.cuda.is_available() and trainer.args.bf16:
-        around_steps(trainer, lambda: disable_input_dtype_casting(trainer.model))
+        around_steps(trainer, lambda: fused_lora_linears(trainer.model))
     return trainer
 
 
@@ -153,7 +151,7 @@ def build_sft_trainer(recipe, model, tokenizer, train_ds, eval_ds, run_dir: Path
         # Without packing, batch examples of similar length so little compute goes to padding.
         train_sampling_strategy="group_by_length" if mode == "off" else "random",
     )
-    trainer = lora_without_input_casts(without_printer(SFTTrainer(
+    trainer = fused_lora_on_cpu(without_printer(SFTTrainer(
         model=model,
         args=args,
         train_dataset=train_ds,
