@@ -24,43 +24,50 @@ forward, with peft's input cast skipped as autocast makes it redundant.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import cache
 
-import torch  # this module is imported only where training runs (fasttune/trainer.py), never by the CLI
 
+@cache
+def lora_linear_function():
+    """The autograd function, made on first use: torch stays out of module imports."""
+    import torch
 
-class LoRALinear(torch.autograd.Function):
-    """y = x W^T + b + scaling * (x A^T) B^T, everything in the autocast dtype (bf16 in training)."""
+    class LoRALinear(torch.autograd.Function):
+        """y = x W^T + b + scaling * (x A^T) B^T, everything in the autocast dtype (bf16 in training)."""
 
-    @staticmethod
-    def forward(ctx, x, weight, bias, lora_a, lora_b, scaling):
-        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
-        flat = x.reshape(-1, x.shape[-1]).to(dtype)
-        w, a, b = weight.to(dtype), lora_a.to(dtype), lora_b.to(dtype)
-        h = flat @ a.t()
-        base = flat @ w.t() if bias is None else torch.addmm(bias.to(dtype), flat, w.t())
-        y = base.addmm_(h, b.t(), alpha=scaling)  # in place: out-of-place addmm copies `base` first
-        ctx.save_for_backward(flat, w, a, b, h)
-        ctx.scaling, ctx.x_shape, ctx.x_dtype = scaling, x.shape, x.dtype
-        ctx.param_dtypes = (lora_a.dtype, lora_b.dtype)
-        return y.view(*x.shape[:-1], w.shape[0])
+        @staticmethod
+        def forward(ctx, x, weight, bias, lora_a, lora_b, scaling):
+            dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+            flat = x.reshape(-1, x.shape[-1]).to(dtype)
+            w, a, b = weight.to(dtype), lora_a.to(dtype), lora_b.to(dtype)
+            h = flat @ a.t()
+            base = flat @ w.t() if bias is None else torch.addmm(bias.to(dtype), flat, w.t())
+            y = base.addmm_(h, b.t(), alpha=scaling)  # in place: out-of-place addmm copies `base` first
+            ctx.save_for_backward(flat, w, a, b, h)
+            ctx.scaling, ctx.x_shape, ctx.x_dtype = scaling, x.shape, x.dtype
+            ctx.param_dtypes = (lora_a.dtype, lora_b.dtype)
+            return y.view(*x.shape[:-1], w.shape[0])
 
-    @staticmethod
-    def backward(ctx, grad):
-        flat, w, a, b, h = ctx.saved_tensors
-        g = grad.reshape(-1, grad.shape[-1]).to(flat.dtype)
-        gh = (g @ b).mul_(ctx.scaling)
-        grad_x = grad_a = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_x = (g @ w).addmm_(gh, a).view(ctx.x_shape).to(ctx.x_dtype)
-        if ctx.needs_input_grad[3]:
-            grad_a = (gh.t() @ flat).to(ctx.param_dtypes[0])
-        if ctx.needs_input_grad[4]:
-            grad_b = (g.t() @ h).mul_(ctx.scaling).to(ctx.param_dtypes[1])
-        return grad_x, None, None, grad_a, grad_b, None
+        @staticmethod
+        def backward(ctx, grad):
+            flat, w, a, b, h = ctx.saved_tensors
+            g = grad.reshape(-1, grad.shape[-1]).to(flat.dtype)
+            gh = (g @ b).mul_(ctx.scaling)
+            grad_x = grad_a = grad_b = None
+            if ctx.needs_input_grad[0]:
+                grad_x = (g @ w).addmm_(gh, a).view(ctx.x_shape).to(ctx.x_dtype)
+            if ctx.needs_input_grad[3]:
+                grad_a = (gh.t() @ flat).to(ctx.param_dtypes[0])
+            if ctx.needs_input_grad[4]:
+                grad_b = (g.t() @ h).mul_(ctx.scaling).to(ctx.param_dtypes[1])
+            return grad_x, None, None, grad_a, grad_b, None
+
+    return LoRALinear
 
 
 def fusable(module) -> bool:
     """True for a peft LoRA Linear this module computes exactly as peft does."""
+    import torch
     from peft.tuners.lora.layer import Linear
 
     if not isinstance(module, Linear) or "forward" in vars(module):  # e.g. accelerate's offload hooks
@@ -78,15 +85,17 @@ def fusable(module) -> bool:
 
 
 def _fused_forward(module, x, *args, **kwargs):
+    if args or kwargs:  # e.g. peft's adapter_names for mixed batches: peft's own forward knows them
+        return type(module).forward(module, x, *args, **kwargs)
     name = module.active_adapters[0]
     base = module.base_layer
-    return LoRALinear.apply(x, base.weight, base.bias, module.lora_A[name].weight, module.lora_B[name].weight,
-                            float(module.scaling[name]))
+    lora_a, lora_b = module.lora_A[name].weight, module.lora_B[name].weight
+    return lora_linear_function().apply(x, base.weight, base.bias, lora_a, lora_b, float(module.scaling[name]))
 
 
 @contextmanager
 def fused_lora_linears(model):
-    """Inside: every fusable LoRA layer of `model` runs `LoRALinear`, the others skip peft's input
+    """Inside: every fusable LoRA layer of `model` runs `lora_linear_function()`, the others skip peft's input
     cast. Meant for the Trainer's bf16-autocast steps on CPU; outside, the model is as it was."""
     from functools import partial
 

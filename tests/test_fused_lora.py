@@ -95,13 +95,14 @@ def test_trainer_steps_run_fused_and_generation_keeps_peft(tmp_path):
     batch = trainer.data_collator(rows)
 
     calls = []
-    original = fused_lora.LoRALinear.apply
+    function = fused_lora.lora_linear_function()
+    original = function.apply
 
     def counted(*args):
         calls.append(args[0].shape)
         return original(*args)
 
-    fused_lora.LoRALinear.apply = counted
+    function.apply = counted
     try:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             fused, _, _ = trainer.prediction_step(model, batch, prediction_loss_only=True)
@@ -109,7 +110,7 @@ def test_trainer_steps_run_fused_and_generation_keeps_peft(tmp_path):
             unfused, _, _ = type(trainer).prediction_step(trainer, model, batch, prediction_loss_only=True)
             assert len(calls) == 6  # the Trainer's own step, unwrapped, runs peft's forward
     finally:
-        fused_lora.LoRALinear.apply = original
+        del function.apply  # back to the inherited classmethod
     assert abs(float(fused) - float(unfused)) < 0.02 * float(unfused)
 
     # Outside the Trainer (no autocast), fp32 adapters on bf16 activations need peft's forward and cast.
