@@ -1,4 +1,4 @@
-"""The `fasttune` command line: run, check, plan, predict, export, chat, env.
+"""The `fasttune` command line: run, check, plan, eval, predict, export, chat, env.
 
 Importing this module is cheap (no torch, transformers or trl): help, recipe checks and data
 errors come back in well under a second.
@@ -155,16 +155,29 @@ def predict(run_dir, texts, file_, as_json):
 @click.option("--force", is_flag=True, help="Replace outputs that already exist.")
 @click.option("--verify-prompts", default=3, show_default=True,
               help="Held-out prompts each GGUF is checked on (0: skip).")
-def export(run_dir, formats, quants, out, force, verify_prompts):
+@click.option("--verify-tokens", default=32, show_default=True,
+              help="Greedy tokens generated per prompt in that check.")
+def export(run_dir, formats, quants, out, force, verify_prompts, verify_tokens):
     """Export a finished run: adapter, merged 16-bit weights, or GGUF checked against the merged model."""
     from fasttune.export.pipeline import export as run_export
 
     report = run_export(run_dir, list(formats), [q.strip() for q in quants.split(",") if q.strip()], out,
-                        force, verify_prompts, progress=click.echo)
+                        force, verify_prompts, verify_tokens, progress=click.echo)
     for item in report["exports"]:
         size = f"{item['size_bytes'] / 2**20:.1f} MiB" if "size_bytes" in item else ""
         click.echo(f"{item['format']:8} {item.get('quant', ''):7} {size:>10}  {item['path']}")
     click.echo(f"Report: {(out or run_dir / 'export') / 'export.json'}")
+
+
+@main.command(name="eval")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def evaluate(run_dir):
+    """Redo a finished run's evaluation after training (eval loss, the task's metric, samples.md) from
+    its saved adapter: what a run whose evaluation failed or was interrupted asks for."""
+    from fasttune.evaluate import evaluate_run
+
+    evaluate_run(run_dir, Console(soft_wrap=True).print)
+    click.echo(f"Evaluation written to {run_dir / 'eval.json'} and {run_dir / 'samples.md'}")
 
 
 @main.command()

@@ -39,6 +39,12 @@ class ExportError(FasttuneError, ValueError):
     label = "Export error"
 
 
+class EvaluationError(FasttuneError):
+    """The evaluation after training failed; the trained adapter is saved and the message says how to redo it."""
+
+    label = "Evaluation failed"
+
+
 class TrainingDiverged(FasttuneError):
     """The loss or gradient norm stopped being a finite number; the message says where and why."""
 
@@ -46,7 +52,7 @@ class TrainingDiverged(FasttuneError):
 
 
 class RunInterrupted(FasttuneError):
-    """Ctrl-C or SIGTERM during training: a checkpoint was saved at the step reached."""
+    """Ctrl-C or SIGTERM: the message says what was kept (a checkpoint, the adapter) and the command that goes on."""
 
     label = "Interrupted"
     exit_code = 130  # what a shell reports for a process ended by Ctrl-C

@@ -3,16 +3,25 @@
 The held-out prompts are also written into the run folder (eval_prompts.json, read back through
 fasttune/run_folder.py), rendered exactly as the model saw them: export verification asks the GGUF
 the same questions without rebuilding the recipe or re-reading the data.
+
+The evaluation after training runs once the adapter is saved (`evaluate_after`): when it fails or is
+interrupted the training is kept, status.json says so, and `fasttune eval RUN` (`evaluate_run`)
+redoes it from the run folder.
 """
 
 from __future__ import annotations
 
+import json
+import shlex
 from dataclasses import replace
 from pathlib import Path
 
 from fasttune import thinking
 from fasttune.distributed import is_main, sharded
-from fasttune.run_folder import EVAL_PROMPTS, write_json
+from fasttune.errors import EvaluationError, RunInterrupted
+from fasttune.run_folder import EVAL_PROMPTS, RunFolder, write_json
+
+SUMMARY, ANSWERS = "eval.json", "answers.json"
 
 KEPT_PROMPTS = 32  # held-out prompts kept in the run folder even when eval measures fewer
 MODES = {"default": ("default",), "on": ("on",), "off": ("off",), "both": ("on", "off")}
@@ -80,3 +89,80 @@ class Evaluator:
             rows.append({"prompt": heading, **answers})
         path.write_text("\n".join(lines))
         write_json(path.with_suffix(".json"), rows)
+
+
+def describe(measured: dict, prefix: str = "") -> str:
+    """The numbers in a measurement (one level of nesting, e.g. rewards.answer_match), for one line."""
+    parts = []
+    for key, value in measured.items():
+        if isinstance(value, dict) and not prefix:
+            inner = describe(value, f"{key}.")
+            parts += [inner] if inner else []
+        elif isinstance(value, float):
+            parts.append(f"{prefix}{key} {value:.4g}")
+        elif isinstance(value, int) and not isinstance(value, bool):
+            parts.append(f"{prefix}{key} {value}")
+    return ", ".join(parts)
+
+
+def evaluate_after(run: RunFolder, session, trainer, evaluator: Evaluator, say, stop: str | None = None) -> dict:
+    """Measure the trained model as `before` was measured, then write eval.json's `after`, samples.md /
+    samples.json, the task's files and loss.png. Runs after the adapter is saved: an error or an
+    interruption here (`stop`: one asked for while the adapter was being saved) is recorded in
+    status.json as the evaluation's, and the message names the command that redoes it. Returns the
+    completed eval.json."""
+    run.step("evaluation", "running")
+    try:
+        if stop:
+            raise KeyboardInterrupt(stop)
+        after, after_answers = evaluator.run(trainer, session.backend, session.model, session.tokenizer,
+                                             session.has_eval)
+        say(f"After training:  {describe(after)}")
+        if run.writes:
+            from fasttune.tracking import plot_loss
+
+            summary = json.loads((run.path / SUMMARY).read_text())
+            answers = json.loads((run.path / ANSWERS).read_text())
+            evaluator.write_samples(run.path / "samples.md", answers["before"], after_answers)
+            session.recipe.task.write_artifacts(run.path, summary["before"], after)
+            plot_loss(run.path / "metrics.jsonl", run.path / "loss.png")
+            write_json(run.path / ANSWERS, {**answers, "after": after_answers})
+            summary["after"] = after
+            write_json(run.path / SUMMARY, summary)
+    except BaseException as error:
+        interrupted = isinstance(error, KeyboardInterrupt)
+        run.step("evaluation", "interrupted" if interrupted else "failed", error)
+        what = "was interrupted" if interrupted else f"failed: {type(error).__name__}: {error}"
+        message = (f"training finished and its adapter is saved in {run.path / 'adapter'}, but the evaluation "
+                   f"after training {what}.\nRedo it with: {shlex.join(['fasttune', 'eval', str(run.path)])}")
+        raise (RunInterrupted if interrupted else EvaluationError)(message) from error
+    run.step("evaluation", "done")
+    return {**summary, "after": after} if run.writes else {"after": after}
+
+
+def evaluate_run(run_dir: Path, say=print) -> dict:
+    """`fasttune eval RUN`: the evaluation after training, redone from a finished run folder (its recipe
+    from config.json, its data split as it was, the saved adapter on the backend it trained with)."""
+    from fasttune import backends
+    from fasttune.data.load import load_splits
+    from fasttune.interrupts import sigterm_interrupts
+    from fasttune.recipe import Recipe
+    from fasttune.run_folder import open_run
+    from fasttune.session import open_session, quiet_libraries
+
+    sigterm_interrupts()
+    quiet_libraries()
+    finished = open_run(run_dir)
+    for name in (SUMMARY, ANSWERS):
+        if not (finished.path / name).is_file():
+            raise EvaluationError(f"{finished.path}: no {name}, so there is no measurement before training to "
+                                  "compare with (the run stopped before it, or was written by an older fasttune)")
+    recipe = Recipe.from_dict(finished.config)
+    recipe.log.report_to = []  # re-measuring adds nothing to the run's W&B record
+    train_rows, eval_rows = load_splits(recipe.data, recipe.task.check_row, recipe.train.seed)
+    backend, why = backends.choose(finished.status.get("backend", recipe.model.backend))
+    say(f"Backend: {why}")
+    session = open_session(recipe, backend, train_rows, eval_rows, say, weights=finished.adapter)
+    run = RunFolder(finished.path)
+    return evaluate_after(run, session, session.trainer(run.path, run.name, []),
+                          Evaluator(recipe.task, eval_rows, recipe.eval), say)

@@ -19,6 +19,15 @@ from contextlib import contextmanager
 WATCHED = ("loss", "grad_norm")
 
 
+def sigterm_interrupts() -> None:
+    """`kill` (SIGTERM, a Colab stop) ends the process as Ctrl-C does (KeyboardInterrupt), so the step
+    it stops is recorded as interrupted rather than the process vanishing mid-write."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 class StopGuard:
     def __init__(self, say):
         self.say = say

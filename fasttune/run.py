@@ -1,12 +1,14 @@
 """`fasttune run`: one recipe, top to bottom.
 
     check data -> pick backend (Unsloth first) -> run folder -> model -> tokenize
-    -> eval + samples before -> train -> eval + samples after -> save adapter -> finished -> export
+    -> eval + samples before -> train -> save adapter -> finished -> eval + samples after -> export
 
 Everything that can be wrong with the data is found before a model loads and before the run
-folder exists; anything that fails after that marks the folder 'failed'. Training is marked
-'finished' before an export starts: an export that fails is reported as an export failure (and
-in status.json), and the trained run stays usable for `fasttune export` to try again.
+folder exists; anything that fails after that, until the adapter is saved, marks the folder
+'failed' (or 'interrupted'). Once the adapter is saved the training is 'finished' and stays so: the
+evaluation after it and the export are steps of their own, each recorded in status.json
+(`evaluation`, `export`), and one that fails or is interrupted names the command that redoes it
+(`fasttune eval RUN`, `fasttune export RUN ...`).
 
 Under `accelerate launch` or `torchrun` every process runs this function, and rank 0 alone prints
 and writes (fasttune/distributed.py).
@@ -14,26 +16,23 @@ and writes (fasttune/distributed.py).
 
 from __future__ import annotations
 
-import os
 import shlex
-import signal
 import time
-import traceback
-import warnings
 from pathlib import Path
 
 from rich.console import Console
 
-from fasttune import backends, distributed, models
-from fasttune.backends.quantization import use_4bit
+from fasttune import backends, distributed
 from fasttune.check import load_tokenizer, longest_row
 from fasttune.data.load import load_splits
-from fasttune.errors import ConfigError, DataError, ExportError, Problem, RunInterrupted, TrainingDiverged
-from fasttune.interrupts import StopGuard
+from fasttune.errors import EvaluationError, ExportError, RunInterrupted, TrainingDiverged
+from fasttune.evaluate import ANSWERS, SUMMARY, Evaluator, describe, evaluate_after
+from fasttune.interrupts import StopGuard, sigterm_interrupts
 from fasttune.plan import resolve_auto
 from fasttune.profiles import warn_unsloth_stack_once
 from fasttune.recipe import Recipe
 from fasttune.run_folder import RunFolder, find_checkpoint, latest_checkpoint, write_dir, write_json
+from fasttune.session import open_session, quiet_libraries
 from fasttune.throughput import TokenCounter, gpu_peak_gib, reset_gpu_peak
 from fasttune.tracking import make_callback, plot_loss, setup_wandb, wandb_offline_dirs
 
@@ -72,100 +71,101 @@ def run(recipe: Recipe, console: Console | None = None, command: str = "fasttune
     recipe = resolve_auto(recipe, lambda: longest_row(recipe.task, train_rows, load_tokenizer(recipe.model.name, say)),
                           say)  # batch_size / max_seq_length 'auto' become numbers before config.json is written
 
-    # 3. The run folder, marked 'running' until the very end.
+    # 3. The run folder, marked 'running' until the adapter is saved.
     run = RunFolder.create(recipe.log.runs_dir, recipe.name)
     if run.writes:
         write_json(run.path / "config.json", recipe.to_dict())
     run.status("running", backend=backend.NAME)
     say(f"Run folder: {run.path}")
-    # `kill` (SIGTERM) ends the run like Ctrl-C does, so status.json says it was interrupted
-    signal.signal(signal.SIGTERM, _terminated)
+    sigterm_interrupts()  # so status.json says it was interrupted
     try:
-        summary = _train(recipe, backend, run, train_rows, eval_rows, checkpoint, say, console, command)
-        summary["wall_time_s"] = round(time.perf_counter() - started, 1)
-        if run.writes:
-            write_json(run.path / "eval.json", summary)
+        session, trainer, evaluator, stop = _train(recipe, backend, run, train_rows, eval_rows, checkpoint, say,
+                                                   console, command, started)
+    except KeyboardInterrupt as error:  # before training started, or a second Ctrl-C during it
+        run.fail(error)
+        saved = latest_checkpoint(run.path)
+        resume = f"Resume with: {command} train.resume={shlex.quote(str(run.path))}" if saved else \
+            f"Nothing was trained yet; start again with: {command}"
+        raise RunInterrupted(f"{error or 'Ctrl-C'} before training finished. {resume}") from error
     except BaseException as error:
         run.fail(error)
         raise
-    run.status("finished", backend=backend.NAME)
-    say(f"[bold green]Finished[/] training in {summary['wall_time_s']:.0f} s. Run folder: {run.path}")
+
+    # 9. After: the same measurements as before training, samples, the task's files. The adapter is
+    # saved already, so a failure here loses no training (`fasttune eval RUN` redoes this step).
+    try:
+        summary = evaluate_after(run, session, trainer, evaluator, say, stop)
+    except (EvaluationError, RunInterrupted) as error:
+        if recipe.export.formats and run.writes:  # say what else did not happen
+            raise type(error)(f"{error}\nThe recipe's export did not run; then: {export_command(recipe, run)}") \
+                from error.__cause__
+        raise
+    if run.writes:
+        summary["wall_time_s"] = round(time.perf_counter() - started, 1)
+        write_json(run.path / SUMMARY, summary)
+    say(f"[bold green]Finished[/] in {time.perf_counter() - started:.0f} s. Run folder: {run.path}")
     distributed.finish()  # the other processes are done; rank 0 alone exports
     if recipe.export.formats and run.writes:  # 10. Export, as `fasttune export` would
-        _export(recipe, run, backend.NAME, say)
+        _export(recipe, run, say)
     return run.path
 
 
-def _export(recipe: Recipe, run: RunFolder, backend: str, say) -> None:
+def _export(recipe: Recipe, run: RunFolder, say) -> None:
+    """The recipe's own export; export/pipeline.py records it in status.json. A failure or interruption
+    leaves the trained run finished, and the message names the command that tries again."""
     from fasttune.export.pipeline import export
 
-    run.status("finished", backend=backend, export="running")
     try:
         export(run.path, recipe.export.formats, recipe.export.quants, verify_prompts=recipe.export.verify_prompts,
                verify_tokens=recipe.export.verify_tokens, progress=say)
-    except BaseException as error:
-        interrupted = isinstance(error, KeyboardInterrupt)
-        run.status("finished", backend=backend, export="interrupted" if interrupted else "failed",
-                   export_error=f"{type(error).__name__}: {error}",
-                   export_traceback="".join(traceback.format_exception(error))[-4000:])
-        if not isinstance(error, Exception):
-            raise
-        retry = " ".join(f"--to {f}" for f in recipe.export.formats) + f" --quant {','.join(recipe.export.quants)}"
+    except Exception as error:
+        retry = export_command(recipe, run, "--force")
+        if isinstance(error, RunInterrupted):
+            raise RunInterrupted(f"training finished and its result is intact in {run.path}, but the export was "
+                                 f"interrupted.\nExport it with: {retry}") from None
         raise ExportError(f"training finished and its result is intact in {run.path}, but the export failed: {error}\n"
-                          f"Try again with: fasttune export {run.path} {retry} --force") from error
-    run.status("finished", backend=backend, export="done")
+                          f"Try again with: {retry}") from error
+
+
+def export_command(recipe: Recipe, run: RunFolder, *extra: str) -> str:
+    """The `fasttune export` command that does what the recipe's export section asks, quoted for a shell."""
+    export = recipe.export
+    return shlex.join(["fasttune", "export", str(run.path), *(a for f in export.formats for a in ("--to", f)),
+                       "--quant", ",".join(export.quants), "--verify-prompts", str(export.verify_prompts),
+                       "--verify-tokens", str(export.verify_tokens), *extra])
 
 
 def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, checkpoint, say, console,
-           command: str) -> dict:
-    task, data, train = recipe.task, recipe.data, recipe.train
+           command: str, started: float):
+    """Steps 4-8: model, datasets, trainer, the measurements before training, training, and the saved
+    adapter with eval.json's training figures; status.json says 'finished' when this returns. Also
+    returns the stop (Ctrl-C, SIGTERM) asked for while the last step or the save ran, if one was."""
+    task, train = recipe.task, recipe.train
 
-    # 4. Model + LoRA.
-    path = models.resolve(recipe.model.name, say)
-    if recipe.model.load_in_4bit and not use_4bit(recipe.model):
-        say("model.load_in_4bit applies on CUDA only: loading the base unquantized on this machine")
-    try:
-        model, tokenizer = backend.load(recipe.model, path, data.max_seq_length, train.gradient_checkpointing,
-                                        train.seed)
-    except OSError as error:  # what from_pretrained raises for a missing or unreachable model
-        raise ConfigError(models.load_failure(recipe.model.name, error)) from error
-    say(f"Model: {recipe.model.name} ({path}), chat template: {task.setup_tokenizer(tokenizer)}")
-
-    # 5. Datasets (tokenized with loss masks for SFT); report what truncation cut.
-    train_ds, eval_ds, stats = task.datasets(train_rows, eval_rows, tokenizer, data.max_seq_length)
-    from fasttune.check import figures, summary_line
-
-    for split, fig in figures(task, {"train": train_rows, "eval": eval_rows}, tokenizer, data.max_seq_length).items():
-        say(summary_line(split, fig))  # the first lines of `fasttune check`
-        if stats[split].dropped:
-            say(f"  {stats[split].dropped} {split} rows dropped: nothing left to train on within the length limits")
-    if stats["train"].rows == 0:
-        raise DataError([Problem(data.path, "", "no row left to train on after truncation; raise data.max_seq_length")])
-
-    if checkpoint:  # so "before" below means the checkpoint, not a fresh adapter
-        _load_adapter_weights(model, checkpoint)
+    # 4-5. Model + LoRA (from the checkpoint when resuming, so "before" below means the checkpoint),
+    # datasets tokenized with loss masks, what truncation cut.
+    session = open_session(recipe, backend, train_rows, eval_rows, say, weights=checkpoint)
+    model, tokenizer = session.model, session.tokenizer
 
     # 6. Trainer, trackers; tokens counted by fasttune itself, the same way on every backend.
     wandb_mode = setup_wandb(run.path, run.name, recipe.log.project) if "wandb" in recipe.log.report_to else None
     tokens = TokenCounter(task.count_tokens)
     callback = make_callback(run.path / "metrics.jsonl", console, tokens, task.progress_fields)
     guard = StopGuard(say)  # Ctrl-C / SIGTERM save a checkpoint; a non-finite loss stops the run
-    callbacks = [callback, guard.callback()]
-    trainer = task.trainer(recipe, model, tokenizer, train_ds, eval_ds, run.path, run.name, callbacks)
+    trainer = session.trainer(run.path, run.name, [callback, guard.callback()])
     tokens.attach(trainer)
 
     # 7. Before training: eval loss, the task metric, sample answers.
-    from fasttune.evaluate import Evaluator
-
     evaluator = Evaluator(task, eval_rows, recipe.eval)
     if run.writes:
         evaluator.write_prompts(run.path, tokenizer)  # for export verification, rendered as the model sees them
-    has_eval = task.has_eval_loss and len(eval_ds) > 0
-    before, before_answers = evaluator.run(trainer, backend, model, tokenizer, has_eval)
-    say(f"Before training: {_fmt(before)}")
+    before, before_answers = evaluator.run(trainer, backend, model, tokenizer, session.has_eval)
+    say(f"Before training: {describe(before)}")
+    if run.writes:
+        write_json(run.path / ANSWERS, {"before": before_answers})
     distributed.let_training_wrap(model)
 
-    # 8. Train.
+    # 8. Train, then save the adapter at once: the first thing a finished training leaves.
     processes = distributed.processes()
     say(f"Training: {trainer.args.max_steps if trainer.args.max_steps > 0 else f'{train.epochs} epochs of'} steps, "
         f"batch {train.batch_size} x {train.grad_accum}" + (f" x {processes} processes" if processes > 1 else "")
@@ -175,35 +175,20 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
     reset_gpu_peak()
     with guard.signals():
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    peak_gib = gpu_peak_gib()
-    stopped_early(guard, recipe, run.path, command)
-
-    # 9. After: the same measurements, then samples, adapter, plots.
-    after, after_answers = evaluator.run(trainer, backend, model, tokenizer, has_eval)
-    say(f"After training:  {_fmt(after)}")
+        peak_gib = gpu_peak_gib()
+        stopped_early(guard, recipe, run.path, command, trainer.state)
+        _save_adapter(run, trainer, model, tokenizer)
     seen, trained = tokens.totals()
     # DDP keeps one adapter on every process; its digest from each rank shows that it did
     replicas = distributed.gather(adapter_sha256(model)) if distributed.launched() and not distributed.sharded() \
         else None
-    gathered = run.path / ".adapter.gathered"
-    if distributed.sharded():  # the adapter is spread over the processes: all of them gather it, rank 0 writes
-        trainer.save_model(str(gathered))
-    if run.writes:
-        evaluator.write_samples(run.path / "samples.md", before_answers, after_answers)
-        task.write_artifacts(run.path, before, after)
-        write_dir(run.path / "adapter", lambda tmp: _save_adapter(tmp, model, tokenizer, gathered))
-        plot_loss(run.path / "metrics.jsonl", run.path / "loss.png")
-    if wandb_mode == "offline" and run.writes:
-        for folder in wandb_offline_dirs(run.path):
-            say(f"W&B ran offline; upload later with: wandb sync {folder}")
-
     metrics = result.metrics
     runtime = metrics.get("train_runtime", 0.0)
-    return {
+    summary = {
         "task": task.name,
         "backend": backend.NAME,
         "before": before,
-        "after": after,
+        "after": None,  # filled in by the evaluation after training
         "train_loss": round(metrics.get("train_loss", float("nan")), 4),
         "steps": trainer.state.global_step,
         "processes": processes,
@@ -215,8 +200,18 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
         "trained_tokens": trained,  # those that carry loss
         "tokens_per_second": round(seen / runtime, 1) if runtime else None,
         "train_peak_gpu_memory_gib": peak_gib,  # torch's peak during trainer.train(), weights included
-        "data": {split: split_stats.to_dict() for split, split_stats in stats.items()},
+        "data": {split: split_stats.to_dict() for split, split_stats in session.stats.items()},
+        "wall_time_s": round(time.perf_counter() - started, 1),
     }
+    if run.writes:
+        write_json(run.path / SUMMARY, summary)
+        plot_loss(run.path / "metrics.jsonl", run.path / "loss.png")
+    run.status("finished", backend=backend.NAME, evaluation="pending")
+    say(f"Training finished: {trainer.state.global_step} steps, adapter saved in {run.path / 'adapter'}")
+    if wandb_mode == "offline" and run.writes:
+        for folder in wandb_offline_dirs(run.path):
+            say(f"W&B ran offline; upload later with: wandb sync {folder}")
+    return session, trainer, evaluator, guard.requested
 
 
 def effective_batch(train, processes: int) -> int:
@@ -225,22 +220,9 @@ def effective_batch(train, processes: int) -> int:
     return train.batch_size * train.grad_accum * processes
 
 
-def _fmt(measured: dict, prefix: str = "") -> str:
-    """The numbers in a measurement (one level of nesting, e.g. rewards.answer_match), for one line."""
-    parts = []
-    for key, value in measured.items():
-        if isinstance(value, dict) and not prefix:
-            inner = _fmt(value, f"{key}.")
-            parts += [inner] if inner else []
-        elif isinstance(value, float):
-            parts.append(f"{prefix}{key} {value:.4g}")
-        elif isinstance(value, int) and not isinstance(value, bool):
-            parts.append(f"{prefix}{key} {value}")
-    return ", ".join(parts)
-
-
-def stopped_early(guard: StopGuard, recipe: Recipe, run_dir: Path, command: str) -> None:
-    """Raise what a training loop that stopped before its end means: divergence or an interruption."""
+def stopped_early(guard: StopGuard, recipe: Recipe, run_dir: Path, command: str, state) -> None:
+    """Raise what a training loop that stopped before its end means: divergence or an interruption.
+    A stop asked for during the last step is no interruption: every step ran (`state`, the Trainer's)."""
     saved = latest_checkpoint(run_dir)
     if guard.nonfinite:
         step, key, value = guard.nonfinite
@@ -252,20 +234,9 @@ def stopped_early(guard: StopGuard, recipe: Recipe, run_dir: Path, command: str)
             f"{key} became {value} at step {step}. Likely causes: a learning rate too high for this model "
             f"(train.lr={recipe.train.lr:g}), fp16 overflow (model.dtype=bfloat16 or float32 avoids it), or "
             f"broken rows in the data (fasttune check shows them). The weights of that step were not saved. {last}")
-    if guard.requested:
+    if guard.requested and state.global_step < state.max_steps:
         raise RunInterrupted(f"{guard.requested} during training: checkpoint saved at {saved}.\n"
-                             f"Resume with: {command} train.resume={run_dir}")
-
-
-def _terminated(signum, frame):
-    raise KeyboardInterrupt("terminated (SIGTERM)")
-
-
-def quiet_libraries() -> None:
-    """Drop library chatter that says nothing to a user: deprecation FutureWarnings raised inside
-    transformers/Unsloth, and datasets' bars for sub-second steps fasttune summarises itself."""
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+                             f"Resume with: {command} train.resume={shlex.quote(str(run_dir))}")
 
 
 def adapter_sha256(model) -> str:
@@ -275,17 +246,21 @@ def adapter_sha256(model) -> str:
     return distributed.weights_sha256(get_peft_model_state_dict(model))
 
 
-def _save_adapter(folder: Path, model, tokenizer, gathered: Path) -> None:
-    """The adapter as the sharded engines' Trainer.save_model gathered it, else from the model itself."""
-    if gathered.is_dir():
-        gathered.rename(folder)
-    else:
-        model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+def _save_adapter(run: RunFolder, trainer, model, tokenizer) -> None:
+    """adapter/ with the tokenizer and chat template. The sharded engines spread the adapter over the
+    processes: all of them gather it through Trainer.save_model and rank 0 writes; otherwise rank 0
+    saves it from the model."""
+    gathered = run.path / ".adapter.gathered"
+    if distributed.sharded():
+        trainer.save_model(str(gathered))
+    if not run.writes:
+        return
 
+    def build(folder: Path) -> None:
+        if gathered.is_dir():
+            gathered.rename(folder)
+        else:
+            model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
 
-def _load_adapter_weights(model, checkpoint: Path) -> None:
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    set_peft_model_state_dict(model, load_file(checkpoint / "adapter_model.safetensors"))
+    write_dir(run.path / "adapter", build)

@@ -22,10 +22,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fasttune.errors import ExportError
+from fasttune.errors import ExportError, RunInterrupted
 from fasttune.export.formats import FORMATS, check
 from fasttune.export.gguf import write_gguf
-from fasttune.run_folder import FinishedRun, open_run, write_dir, write_json
+from fasttune.run_folder import FinishedRun, open_run, record_step, write_dir, write_json
 
 
 @dataclass
@@ -45,18 +45,31 @@ class Job:
 
 def export(run_dir: Path, formats: list[str], quants: list[str], out_dir: Path | None = None, force: bool = False,
            verify_prompts: int = 3, verify_tokens: int = 32, progress=print) -> dict:
+    """Write `formats` for the finished run at `run_dir`; status.json's `export` says how it went
+    ('running', then 'done', 'failed' or 'interrupted'). Ctrl-C and SIGTERM end it as RunInterrupted."""
     out_dir = out_dir or run_dir / "export"
     run = check_request(run_dir, formats, quants, out_dir, force)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results = []
-    with tempfile.TemporaryDirectory(dir=out_dir) as scratch:
-        merged_dir = out_dir / "merged" if "merged" in formats else Path(scratch) / "merged"
-        job = Job(run, out_dir, quants, verify_prompts, verify_tokens, progress, merged_dir)
-        for name in FORMATS:  # in the table's order
-            if name in formats:
-                results += WRITERS[name](job)
-    report = {"run": str(run_dir), "exports": results}
-    write_json(out_dir / "export.json", report)
+    record_step(run_dir, "export", "running")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        results = []
+        with tempfile.TemporaryDirectory(dir=out_dir) as scratch:
+            merged_dir = out_dir / "merged" if "merged" in formats else Path(scratch) / "merged"
+            job = Job(run, out_dir, quants, verify_prompts, verify_tokens, progress, merged_dir)
+            for name in FORMATS:  # in the table's order
+                if name in formats:
+                    results += WRITERS[name](job)
+        report = {"run": str(run_dir), "exports": results}
+        write_json(out_dir / "export.json", report)
+    except BaseException as error:
+        interrupted = isinstance(error, KeyboardInterrupt)
+        record_step(run_dir, "export", "interrupted" if interrupted else "failed", error)
+        if interrupted:
+            raise RunInterrupted(f"the export of {run_dir} was interrupted; the run is intact and no output was "
+                                 "left half-written. Run the export again (--force replaces what it did write)") \
+                from None
+        raise
+    record_step(run_dir, "export", "done")
     return report
 
 
