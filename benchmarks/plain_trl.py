@@ -59,7 +59,16 @@ def main() -> None:
             if logs and "loss" in logs:
                 losses.append({"step": state.global_step, "loss": logs["loss"]})
 
-    trainer = SFTTrainer(
+    class CountedSFTTrainer(SFTTrainer):
+        """Plain TRL, plus a count of the non-padding tokens of every training micro-batch."""
+
+        def compute_loss(self, model, inputs, *a, **kw):
+            if model.training:
+                mask = inputs.get("attention_mask")
+                seen["tokens"] += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
+            return super().compute_loss(model, inputs, *a, **kw)
+
+    trainer = CountedSFTTrainer(
         model=model,
         args=SFTConfig(output_dir=str(Path(args.out).with_suffix(".out")), max_steps=args.steps,
                        per_device_train_batch_size=args.batch_size, learning_rate=args.lr,
@@ -72,15 +81,6 @@ def main() -> None:
                                                "down_proj"]),
         callbacks=[Count()],
     )
-    original = trainer.compute_loss
-
-    def counted(model, inputs, *a, **kw):
-        if model.training:
-            mask = inputs.get("attention_mask")
-            seen["tokens"] += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
-        return original(model, inputs, *a, **kw)
-
-    trainer.compute_loss = counted
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()

@@ -164,5 +164,7 @@ def evaluate_run(run_dir: Path, say=print) -> dict:
     say(f"Backend: {why}")
     session = open_session(recipe, backend, train_rows, eval_rows, say, weights=finished.adapter)
     run = RunFolder(finished.path)
-    return evaluate_after(run, session, session.trainer(run.path, run.name, []),
+    from fasttune.trainer.build import RunHooks
+
+    return evaluate_after(run, session, session.trainer(RunHooks(run.path, run.name)),
                           Evaluator(recipe.task, eval_rows, recipe.eval), say)

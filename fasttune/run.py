@@ -33,8 +33,9 @@ from fasttune.profiles import warn_unsloth_stack_once
 from fasttune.recipe import Recipe
 from fasttune.run_folder import RunFolder, find_checkpoint, latest_checkpoint, write_dir, write_json
 from fasttune.session import open_session, quiet_libraries
-from fasttune.throughput import TokenCounter, gpu_peak_gib, reset_gpu_peak
 from fasttune.tracking import make_callback, plot_loss, setup_wandb, wandb_offline_dirs
+from fasttune.trainer.build import RunHooks
+from fasttune.trainer.throughput import TokenCounter, gpu_peak_gib, reset_gpu_peak
 
 
 def run(recipe: Recipe, console: Console | None = None, command: str = "fasttune run RECIPE") -> Path:
@@ -152,8 +153,7 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
     tokens = TokenCounter(task.count_tokens)
     callback = make_callback(run.path / "metrics.jsonl", console, tokens, task.progress_fields)
     guard = StopGuard(say)  # Ctrl-C / SIGTERM save a checkpoint; a non-finite loss stops the run
-    trainer = session.trainer(run.path, run.name, [callback, guard.callback()])
-    tokens.attach(trainer)
+    trainer = session.trainer(RunHooks(run.path, run.name, [callback, guard.callback()], tokens))
 
     # 7. Before training: eval loss, the task metric, sample answers.
     evaluator = Evaluator(task, eval_rows, recipe.eval)

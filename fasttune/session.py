@@ -35,10 +35,9 @@ class Session:
         """True when the task has a held-out loss and there are held-out rows to compute it on."""
         return self.recipe.task.has_eval_loss and self.eval_ds is not None and len(self.eval_ds) > 0
 
-    def trainer(self, run_dir: Path, run_name: str, callbacks: list):
-        """The task's TRL trainer over the datasets (`Task.trainer`)."""
-        return self.recipe.task.trainer(self.recipe, self.model, self.tokenizer, self.train_ds, self.eval_ds,
-                                        run_dir, run_name, callbacks)
+    def trainer(self, hooks):
+        """The task's TRL trainer over the datasets (`Task.trainer`), with the run's `hooks` (RunHooks)."""
+        return self.recipe.task.trainer(self.recipe, self.model, self.tokenizer, self.train_ds, self.eval_ds, hooks)
 
 
 def open_session(recipe, backend, train_rows: list, eval_rows: list, say, weights: Path | None = None) -> Session:

@@ -68,8 +68,47 @@ def test_no_import_cycle_in_the_package():
 def test_nothing_after_training_imports_training_code():
     readers = ["fasttune/export", "fasttune/chat.py", "fasttune/predict.py"]
     for path in [p for r in readers for p in ([ROOT / r] if r.endswith(".py") else (ROOT / r).rglob("*.py"))]:
-        bad = imports_of(path) & {"fasttune.run", "fasttune.recipe", "fasttune.trainer", "fasttune.evaluate"}
+        bad = {m for m in imports_of(path) if m in {"fasttune.run", "fasttune.recipe", "fasttune.evaluate",
+                                                    "fasttune.session"} or m.split(".")[:2] == ["fasttune", "trainer"]}
         assert not bad, f"{path.relative_to(ROOT)} imports {bad}: it must read the run folder only"
+
+
+HEAVY = {"torch", "transformers", "trl", "peft", "unsloth", "unsloth_zoo", "accelerate"}
+
+
+def test_data_loading_imports_no_model_library():
+    """fasttune/data/ reads and checks rows before any model loads: not even inside a function does it
+    import torch or what imports torch (packing and batches live in fasttune/trainer/)."""
+    for path in (PACKAGE / "data").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            heavy = {n for n in names if n.split(".")[0] in HEAVY}
+            assert not heavy, f"{path.relative_to(ROOT)}:{node.lineno} imports {heavy}"
+
+
+def test_training_steps_are_changed_only_by_the_trainer_class_and_its_tricks():
+    """No code sets a trainer's step methods on an instance, and the step tricks keep no module state:
+    what runs in a step is fasttune/trainer/build.py's class and the tricks in TRICKS."""
+    from fasttune.trainer.tricks import TRICKS, StepTrick
+
+    steps = {"training_step", "prediction_step", "compute_loss"}
+    for path in [*PACKAGE.rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] \
+                if isinstance(node, ast.AugAssign | ast.AnnAssign) else []
+            patched = [t.attr for t in targets if isinstance(t, ast.Attribute) and t.attr in steps]
+            assert not patched, f"{path.relative_to(ROOT)}:{node.lineno} sets {patched} on an object"
+            call = node.func if isinstance(node, ast.Call) else None
+            if isinstance(call, ast.Name) and call.id == "setattr" and isinstance(node.args[1], ast.Constant):
+                assert node.args[1].value not in steps, f"{path.relative_to(ROOT)}:{node.lineno} patches a step"
+            in_trainer = path.parent == PACKAGE / "trainer"
+            assert not (in_trainer and isinstance(node, ast.Global)), f"{path.relative_to(ROOT)}:{node.lineno}"
+    members = {*StepTrick.__annotations__, *(k for k, v in vars(StepTrick).items() if callable(v) and k[0] != "_")}
+    assert members == {"name", "applies", "context"} and TRICKS
+    for trick in TRICKS:
+        missing = {m for m in members if not hasattr(trick, m)}
+        assert not missing, f"{type(trick).__name__} lacks {missing} of the StepTrick protocol"
 
 
 def test_shared_code_never_names_a_task():

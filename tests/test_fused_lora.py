@@ -1,4 +1,4 @@
-"""fasttune/fused_lora.py: on CPU under bf16 autocast, a LoRA layer as one autograd function gives
+"""fasttune/trainer/fused_lora.py: on CPU under bf16 autocast, a LoRA layer as one autograd function gives
 peft's outputs and gradients (to bf16 rounding, measured against fp64), falls back to peft's forward
 where it does not apply, and runs only inside the Trainer's steps."""
 
@@ -21,7 +21,7 @@ def _peft_model(target_modules, **lora):
 
 
 def _loss_and_grads(model, batch, fused: bool):
-    from fasttune.fused_lora import fused_lora_linears
+    from fasttune.trainer.fused_lora import fused_lora_linears
 
     model.zero_grad()
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=next(model.parameters()).dtype != torch.float64):
@@ -64,7 +64,7 @@ def test_fused_layers_give_peft_loss_and_gradients_to_bf16_rounding():
 
 @pytest.mark.parametrize("lora", [{"lora_dropout": 0.1}, {"use_dora": True}])
 def test_layers_it_does_not_cover_keep_peft_forward(lora):
-    from fasttune.fused_lora import fusable
+    from fasttune.trainer.fused_lora import fusable
 
     model = _peft_model(["q_proj", "v_proj"], **lora)
     layers = [m for m in model.modules() if hasattr(m, "lora_A")]
@@ -80,8 +80,8 @@ def test_trainer_steps_run_fused_and_generation_keeps_peft(tmp_path):
     from transformers import PreTrainedTokenizerFast
     from trl import SFTConfig, SFTTrainer
 
-    from fasttune import fused_lora
-    from fasttune.trainer import fused_lora_on_cpu
+    from fasttune.trainer import fused_lora
+    from fasttune.trainer.build import RunHooks, build
 
     model = _peft_model(["q_proj", "v_proj", "down_proj"])
     model.base_model.model.to(torch.bfloat16)
@@ -90,8 +90,9 @@ def test_trainer_steps_run_fused_and_generation_keeps_peft(tmp_path):
     rows = [{"input_ids": list(range(1 + i, 20 + i)), "labels": list(range(1 + i, 20 + i))} for i in range(4)]
     # bf16 on CPU as Unsloth's CPU fallback sets it up (its trainer patch adds use_cpu; not imported here)
     args = SFTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=True, max_steps=1, report_to="none")
-    trainer = fused_lora_on_cpu(SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                                           processing_class=tokenizer))
+    trainer = build(SFTTrainer, RunHooks(tmp_path, "fused"), model=model, args=args,
+                    train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+    assert [trick.name for trick in trainer.step_tricks] == ["fused LoRA"]
     batch = trainer.data_collator(rows)
 
     calls = []
@@ -107,7 +108,7 @@ def test_trainer_steps_run_fused_and_generation_keeps_peft(tmp_path):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             fused, _, _ = trainer.prediction_step(model, batch, prediction_loss_only=True)
             assert len(calls) == 6  # 3 adapted projections x 2 layers
-            unfused, _, _ = type(trainer).prediction_step(trainer, model, batch, prediction_loss_only=True)
+            unfused, _, _ = SFTTrainer.prediction_step(trainer, model, batch, prediction_loss_only=True)
             assert len(calls) == 6  # the Trainer's own step, unwrapped, runs peft's forward
     finally:
         del function.apply  # back to the inherited classmethod
@@ -117,3 +118,22 @@ def test_trainer_steps_run_fused_and_generation_keeps_peft(tmp_path):
     assert not any("forward" in vars(m) for m in model.modules() if hasattr(m, "lora_A"))
     with torch.no_grad():
         assert model(input_ids=batch["input_ids"]).logits.isfinite().all()
+
+
+def test_an_adapter_switched_off_inside_the_step_is_off_in_the_fused_layers_too():
+    """DPO computes its reference with `disable_adapter()` inside a step: the fused layers must then be
+    the base model's, as peft's are."""
+    from fasttune.trainer.fused_lora import fused_lora_linears
+
+    model = _peft_model(["q_proj", "v_proj"])
+    ids = torch.randint(0, 64, (1, 12))
+    with torch.no_grad():
+        with model.disable_adapter():
+            base = model(input_ids=ids).logits
+        with fused_lora_linears(model) as count, model.disable_adapter():
+            fused_off = model(input_ids=ids).logits
+        with fused_lora_linears(model):
+            fused_on = model(input_ids=ids).logits
+    assert count == 4
+    torch.testing.assert_close(fused_off, base)
+    assert (fused_on - base).abs().max() > 1e-3  # the adapters (B != 0) do count when on

@@ -81,8 +81,8 @@ def test_token_count_matches_the_data_on_real_trl_batches(tokenizer, tmp_path, p
 
     from fasttune.config import Data, Log, Train
     from fasttune.recipe import Recipe
-    from fasttune.throughput import TokenCounter
-    from fasttune.trainer import build_sft_trainer
+    from fasttune.trainer.build import RunHooks, build_sft_trainer
+    from fasttune.trainer.throughput import TokenCounter
 
     task = ChatSFT()
     rows = [task.tokenize(r, tokenizer, 512) for r in ROWS]
@@ -93,9 +93,8 @@ def test_token_count_matches_the_data_on_real_trl_batches(tokenizer, tmp_path, p
     recipe = Recipe(task=task, data=Data("unused.jsonl", max_seq_length=512),
                     train=Train(epochs=1, batch_size=3, packing=packing, warmup_ratio=0.0),
                     log=Log(report_to=[], runs_dir=str(tmp_path)))
-    trainer = build_sft_trainer(recipe, model, tokenizer, dataset, None, tmp_path, "count", [])
     counter = TokenCounter(task.count_tokens)
-    counter.attach(trainer)
+    trainer = build_sft_trainer(recipe, model, tokenizer, dataset, None, RunHooks(tmp_path, "count", tokens=counter))
     trainer.train()
     assert counter.seen == sum(len(r["input_ids"]) for r in rows)
     assert counter.trained == sum(sum(t != IGNORE for t in r["labels"]) for r in rows)

@@ -1,4 +1,4 @@
-"""fasttune's own packed batches on CPU (fasttune/data/pack.py, fasttune/packed_attention.py;
+"""fasttune's own packed batches on CPU (fasttune/trainer/packing.py, fasttune/trainer/packed_attention.py;
 tests/test_packing.py covers TRL's padding-free rows used on a GPU): examples laid end to end must not
 see each other, so every token of a packed batch has to get the logits, loss and gradients it gets
 when its example runs alone."""
@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from fasttune.chat_template import IGNORE
-from fasttune.data.pack import PackedRowsCollator, pack_rows
-from fasttune.packed_attention import NAME, packed_attention, packed_rows_attention
+from fasttune.trainer.packed_attention import NAME, packed_attention, packed_rows_attention
+from fasttune.trainer.packing import PackedRowsCollator, pack_rows
 
 
 def tiny(kind: str = "llama", **extra):
@@ -148,7 +148,7 @@ def test_gradient_checkpointing_recomputes_with_the_same_attention(tokenizer, tm
     from fasttune.config import Data, Log, Train
     from fasttune.recipe import Recipe
     from fasttune.tasks import ChatSFT
-    from fasttune.trainer import build_sft_trainer
+    from fasttune.trainer.build import RunHooks, build_sft_trainer
 
     rows = examples([9, 5, 14, 7, 3, 11, 8, 6])
     weights = []
@@ -161,7 +161,8 @@ def test_gradient_checkpointing_recomputes_with_the_same_attention(tokenizer, tm
                         train=Train(max_steps=1, batch_size=2, packing="on", gradient_checkpointing=checkpointing,
                                     warmup_ratio=0.0, lr=1e-2),
                         log=Log(report_to=[], runs_dir=str(tmp_path)))
-        trainer = build_sft_trainer(recipe, model, tokenizer, Dataset.from_list(rows), None, tmp_path, "gc", [])
+        trainer = build_sft_trainer(recipe, model, tokenizer, Dataset.from_list(rows), None, RunHooks(tmp_path, "gc"))
+        assert [trick.name for trick in trainer.step_tricks] == ["packed rows attention"]  # fp32: no fused LoRA
         trainer.train()
         assert trainer.args.gradient_checkpointing == checkpointing
         weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
@@ -170,7 +171,7 @@ def test_gradient_checkpointing_recomputes_with_the_same_attention(tokenizer, tm
 
 
 def test_every_token_of_a_packed_batch_counts_and_evaluation_batches_pack_too():
-    from fasttune.throughput import count_lm_batch
+    from fasttune.trainer.throughput import count_lm_batch
 
     rows = examples([9, 5, 14, 7, 3, 11])
     _, batch = packed_batch(rows, max_length=20)
@@ -184,7 +185,7 @@ def test_every_token_of_a_packed_batch_counts_and_evaluation_batches_pack_too():
                                                  (True, "auto", "padding_free"), (False, "off", "off"),
                                                  (True, "off", "off")])
 def test_packing_setting_picks_the_mode_for_the_device(monkeypatch, cuda, setting, mode):
-    from fasttune.trainer import packing_mode
+    from fasttune.trainer.arguments import packing_mode
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)  # no GPU here: the one thing mocked
     assert packing_mode(setting) == mode

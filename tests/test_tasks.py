@@ -10,7 +10,6 @@ import torch
 
 from fasttune.chat_template import IGNORE
 from fasttune.data.load import Row
-from fasttune.data.prepare import tokenize_rows
 from fasttune.tasks import Classification, ContinuedPretraining, InstructSFT
 
 ROW = {"prompt": "Extract the city as JSON.\n\nAna lives in Porto.", "completion": '{"city": "Porto"}'}
@@ -44,7 +43,9 @@ def test_json_metric_counts_parses_and_fields():
 
 def test_pretraining_packs_documents_into_full_rows_with_eos(tokenizer):
     docs = [f"Document {i}: " + "words " * (10 + 7 * i) for i in range(6)]
-    dataset, stats = tokenize_rows(ContinuedPretraining(), [Row(f"f:{i}", {"text": d}) for i, d in enumerate(docs)], tokenizer, 32)
+    rows = [Row(f"f:{i}", {"text": d}) for i, d in enumerate(docs)]
+    dataset, _, stats = ContinuedPretraining().datasets(rows, [], tokenizer, 32)
+    stats = stats["train"]
     lengths = [len(ids) for ids in dataset["input_ids"]]
     assert all(n == 32 for n in lengths[:-1]) and 0 < lengths[-1] <= 32
     flat = [t for ids in dataset["input_ids"] for t in ids]

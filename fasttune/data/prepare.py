@@ -40,10 +40,4 @@ def tokenize_rows(task, rows: list, tokenizer, max_length: int):
         stats.trained_tokens += trained
         columns["input_ids"].append(example["input_ids"])
         columns["labels"].append(example["labels"])
-    dataset = datasets.Dataset.from_dict(columns)
-    if task.packs_documents and len(dataset):
-        from trl.data_utils import pack_dataset
-
-        # Documents end to end, cut into rows of exactly max_length (the last one shorter).
-        dataset = pack_dataset(dataset, max_length, strategy="wrapped").select_columns(["input_ids", "labels"])
-    return dataset, stats
+    return datasets.Dataset.from_dict(columns), stats

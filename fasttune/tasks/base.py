@@ -112,12 +112,13 @@ class Task(ABC):
         """(train_ds, eval_ds, {"train": PrepStats, "eval": PrepStats}) for this task's trainer."""
 
     @abstractmethod
-    def trainer(self, recipe, model, tokenizer, train_ds, eval_ds, run_dir, run_name: str, callbacks: list):
-        """A TRL trainer over the datasets, with `callbacks` attached."""
+    def trainer(self, recipe, model, tokenizer, train_ds, eval_ds, hooks):
+        """A TRL trainer over the datasets, built with fasttune/trainer/build.py's `build` and the
+        run's `hooks` (RunHooks: where it writes, its callbacks, the token counter)."""
 
     def count_tokens(self, batch: dict) -> tuple[int, int]:
-        """(non-padding tokens, tokens with a loss) of one training micro-batch (fasttune/throughput.py)."""
-        from fasttune.throughput import count_lm_batch
+        """(non-padding tokens, tokens with a loss) of one training micro-batch (fasttune/trainer/throughput.py)."""
+        from fasttune.trainer.throughput import count_lm_batch
 
         return count_lm_batch(batch)
 
@@ -196,12 +197,16 @@ class SFTTask(Task):
 
         train_ds, train_stats = tokenize_rows(self, train_rows, tokenizer, max_length)
         eval_ds, eval_stats = tokenize_rows(self, eval_rows, tokenizer, max_length)
+        if self.packs_documents:
+            from fasttune.trainer.packing import pack_documents
+
+            train_ds, eval_ds = pack_documents(train_ds, max_length), pack_documents(eval_ds, max_length)
         return train_ds, eval_ds, {"train": train_stats, "eval": eval_stats}
 
-    def trainer(self, recipe, model, tokenizer, train_ds, eval_ds, run_dir, run_name: str, callbacks: list):
-        from fasttune.trainer import build_sft_trainer
+    def trainer(self, recipe, model, tokenizer, train_ds, eval_ds, hooks):
+        from fasttune.trainer.build import build_sft_trainer
 
-        return build_sft_trainer(recipe, model, tokenizer, train_ds, eval_ds, run_dir, run_name, callbacks)
+        return build_sft_trainer(recipe, model, tokenizer, train_ds, eval_ds, hooks)
 
 
 def marked(tokenizer, ids: list[int], trained: list[bool]) -> str:

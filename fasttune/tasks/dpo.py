@@ -100,22 +100,19 @@ class DPO(Task):
             stats[split] = st
         return out[0], out[1], stats
 
-    def trainer(self, recipe, model, tokenizer, train_ds, eval_ds, run_dir, run_name: str, callbacks: list):
+    def trainer(self, recipe, model, tokenizer, train_ds, eval_ds, hooks):
         from trl import DPOConfig, DPOTrainer  # after unsloth (backends.choose ran first)
 
-        from fasttune.trainer import common_args, without_printer
+        from fasttune.trainer.arguments import common_args, eval_args
+        from fasttune.trainer.build import build
 
         has_eval = len(eval_ds) > 0
         args = DPOConfig(
-            **common_args(recipe, model, run_dir, run_name),
-            per_device_eval_batch_size=recipe.train.batch_size,
-            eval_strategy="steps" if recipe.train.eval_steps and has_eval else "no",
-            **({"eval_steps": recipe.train.eval_steps} if recipe.train.eval_steps and has_eval else {}),
+            **common_args(recipe, model, hooks.run_dir, hooks.run_name), **eval_args(recipe, has_eval),
             max_length=recipe.data.max_seq_length, beta=self.beta, loss_type=[self.loss_type],
         )
-        return without_printer(DPOTrainer(model=model, ref_model=None, args=args, train_dataset=train_ds,
-                                          eval_dataset=eval_ds if has_eval else None, processing_class=tokenizer,
-                                          callbacks=callbacks))
+        return build(DPOTrainer, hooks, model=model, ref_model=None, args=args, train_dataset=train_ds,
+                     eval_dataset=eval_ds if has_eval else None, processing_class=tokenizer)
 
     def count_tokens(self, batch: dict) -> tuple[int, int]:
         """Chosen and rejected sequences are stacked in one batch; completion_mask marks the replies."""

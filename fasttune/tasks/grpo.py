@@ -153,18 +153,19 @@ class GRPO(Task):
             stats[split] = st
         return out[0], out[1], stats
 
-    def trainer(self, recipe, model, tokenizer, train_ds, eval_ds, run_dir, run_name: str, callbacks: list):
+    def trainer(self, recipe, model, tokenizer, train_ds, eval_ds, hooks):
         from trl import GRPOConfig, GRPOTrainer  # after unsloth (backends.choose ran first)
 
-        from fasttune.trainer import common_args, without_printer
+        from fasttune.trainer.arguments import common_args
+        from fasttune.trainer.build import build
 
         args = GRPOConfig(
-            **common_args(recipe, model, run_dir, run_name),
+            **common_args(recipe, model, hooks.run_dir, hooks.run_name),
             num_generations=self.num_generations, max_completion_length=self.max_completion_length,
             temperature=self.temperature, beta=self.beta, reward_weights=list(self.reward_weights) or None,
         )
-        return without_printer(GRPOTrainer(model=model, reward_funcs=[checked(r) for r in self.rewards], args=args,
-                                           train_dataset=train_ds, processing_class=tokenizer, callbacks=callbacks))
+        return build(GRPOTrainer, hooks, model=model, reward_funcs=[checked(r) for r in self.rewards], args=args,
+                     train_dataset=train_ds, processing_class=tokenizer)
 
     def count_tokens(self, batch: dict) -> tuple[int, int]:
         """GRPO trains on generated batches: prompt and completion tokens are seen (masks mark the

@@ -1,10 +1,10 @@
 """Packed batches for CPU training: whole examples laid end to end, each attending only to itself.
 
-Why pack on CPU: a CPU multiplies a 1024-row matrix at ~1.4x the rate of a 256-row one (measured on
-this project's 2-core bf16 CPU), so a step over ~1000 tokens of whole examples does more work per
-second than four chat rows of ~63 tokens, and no compute goes to padding. Why fasttune does it and
-not TRL: Unsloth's CPU fallback turns TRL's `packing` and `padding_free` off (PyTorch has no CPU
-kernel that keeps packed examples apart cheaply; fasttune/packed_attention.py is fasttune's).
+Why pack on CPU: a CPU multiplies a tall matrix at a higher rate than a short one, so a step over
+~1000 tokens of whole examples does more work per second than four chat rows of ~63 tokens, and no
+compute goes to padding (figures: benchmarks/README.md). Why fasttune does it and not TRL: Unsloth's
+CPU fallback turns TRL's `packing` and `padding_free` off (PyTorch has no CPU kernel that keeps
+packed examples apart cheaply; fasttune/trainer/packed_attention.py is fasttune's).
 
 The examples are first bin-packed into rows of at most `max_seq_length` tokens by TRL's
 `pack_dataset`, so a step of `batch_size` rows keeps the token budget a recipe author reads; the
@@ -32,6 +32,16 @@ def pack_rows(dataset, max_length: int):
 
     columns = dataset.select_columns(["input_ids", "labels"])
     return pack_dataset(columns.filter(lambda row: len(row["input_ids"]) > 1), max_length, strategy="bfd")
+
+
+def pack_documents(dataset, max_length: int):
+    """Continued pre-training's rows: tokenized documents end to end, cut into rows of exactly
+    max_length tokens (the last one shorter), by TRL's `pack_dataset` ('wrapped')."""
+    if not len(dataset):
+        return dataset
+    from trl.data_utils import pack_dataset
+
+    return pack_dataset(dataset, max_length, strategy="wrapped").select_columns(["input_ids", "labels"])
 
 
 @dataclass

@@ -11,10 +11,8 @@ kernels are Triton, GPU only):
               dA = gh.T @ x,  dB = scaling * g.T @ (x @ A.T)
               dx = addmm(g @ W, gh, A)                             the two paths summed in the GEMM
 
-Measured on the 2-core CPU: one layer's fwd+bwd (970 tokens, r=16, medians of 40 interleaved runs)
-576->1536 12.7 -> 11.9 ms and 1536->576 16.6 -> 15.2 ms; a whole packed training step of the chat
-recipe 2.4% faster (16 steps alternating with peft's forward in one process). Results equal peft's
-to bf16 rounding (tests/test_fused_lora.py holds them to it against fp64).
+Results equal peft's to bf16 rounding (tests/test_fused_lora.py holds them to it against fp64); the
+measured gain per layer and per step is in benchmarks/README.md.
 
 Only plain LoRA on an unquantized nn.Linear with one active adapter and no dropout is fused;
 every other layer (DoRA, dropout, quantized or trainable bases, several adapters) keeps peft's
@@ -85,12 +83,31 @@ def fusable(module) -> bool:
 
 
 def _fused_forward(module, x, *args, **kwargs):
-    if args or kwargs:  # e.g. peft's adapter_names for mixed batches: peft's own forward knows them
+    # peft's own forward for what it alone knows: extra arguments (adapter_names for mixed batches), and
+    # adapters switched off inside the step (a reference model computed with `disable_adapter()`)
+    if args or kwargs or module.disable_adapters or module.merged:
         return type(module).forward(module, x, *args, **kwargs)
     name = module.active_adapters[0]
     base = module.base_layer
     lora_a, lora_b = module.lora_A[name].weight, module.lora_B[name].weight
     return lora_linear_function().apply(x, base.weight, base.bias, lora_a, lora_b, float(module.scaling[name]))
+
+
+class FusedLoRA:
+    """The step trick: applies to supervised fine-tuning steps on CPU under bf16 autocast (Unsloth's CPU
+    path loads bf16 weights there). GRPO and DPO steps keep peft's forward: their steps generate or
+    switch the adapter off inside, and no test holds the fused layers to peft's there."""
+
+    name = "fused LoRA"
+
+    def applies(self, trainer) -> bool:
+        import torch
+        from trl import SFTTrainer
+
+        return not torch.cuda.is_available() and trainer.args.bf16 and isinstance(trainer, SFTTrainer)
+
+    def context(self, trainer):
+        return fused_lora_linears(trainer.model)
 
 
 @contextmanager

@@ -2,7 +2,8 @@
 
 Why not TRL's `num_tokens` log: Unsloth's CUDA trainers never log it, so tokens/s read 0 on the
 main path, and where it is logged it counts padding-free and padded batches differently. Instead
-every micro-batch that reaches the trainer's `compute_loss` in training mode is counted here:
+every micro-batch that reaches the trainer's `compute_loss` in training mode is counted here
+(fasttune/trainer/build.py calls `TokenCounter.count`):
 its non-padding tokens (attention mask, or every token of a padding-free packed row) and the
 tokens that carry loss. The task says how to read its batches (`Task.count_tokens`), since SFT
 batches and GRPO's generated batches differ.
@@ -22,23 +23,11 @@ class TokenCounter:
         self.seen = 0
         self.trained = 0
 
-    def attach(self, trainer) -> None:
-        """Count every training micro-batch the trainer computes a loss on.
-
-        The wrapper is set on the trainer instance, so it wraps whatever `compute_loss` the
-        trainer's class has (TRL's, or the one Unsloth patches in); evaluation batches run with
-        the model in eval mode and are not counted.
-        """
-        compute_loss = trainer.compute_loss
-
-        def counted(model, inputs, *args, **kwargs):
-            if model.training:
-                seen, trained = self.count_batch(inputs)
-                self.seen += seen
-                self.trained += trained
-            return compute_loss(model, inputs, *args, **kwargs)
-
-        trainer.compute_loss = counted
+    def count(self, batch: dict) -> None:
+        """Add one training micro-batch (fasttune's trainer calls this from compute_loss)."""
+        seen, trained = self.count_batch(batch)
+        self.seen += seen
+        self.trained += trained
 
     def totals(self) -> tuple[int, int]:
         """(seen, trained) of the whole job: summed over the processes of a multi-process run. Every

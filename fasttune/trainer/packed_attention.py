@@ -3,16 +3,15 @@
 A packed batch lays several examples end to end, their position ids restarting at 0. transformers
 separates them with a block-diagonal (row, row) mask, and PyTorch's CPU attention kernels compute
 every block of it, masked or not: a row of sixteen 64-token examples does 16x the score work its
-examples need, and the CPU flash kernel is slow at these sizes besides (attention was ~22% of a
-packed step on this project's CPU, measured with torch.profiler). Here the examples are gathered
-into an (examples, heads, longest, dim) batch, attended with a causal mask in two batched matmuls
-and a softmax, and gathered back into the row: per layer 12 ms instead of 21 ms on SmolLM2-135M's
-chat batches, and no mask to build. PyTorch has no CPU varlen kernel to call instead, and
-flex_attention needs a compile that costs more than a short CPU run saves.
+examples need. Here the examples are gathered into an (examples, heads, longest, dim) batch,
+attended with a causal mask in two batched matmuls and a softmax, and gathered back into the row,
+with no mask to build. Written by hand because PyTorch has no CPU varlen kernel to call instead, and
+flex_attention needs a compile that costs more than a short CPU run saves (per-layer and per-step
+figures: benchmarks/README.md).
 
-Used only inside the Trainer's forwards over fasttune's packed batches (`trainer.py` turns it on
-around them); generation and scoring keep the model's own attention. tests/test_packed_rows_cpu.py
-holds its logits and gradients to those of each example run alone.
+A step trick (fasttune/trainer/tricks.py): on only inside the Trainer's steps over fasttune's packed
+batches; generation and scoring keep the model's own attention. tests/test_packed_rows_cpu.py holds
+its logits and gradients to those of each example run alone.
 """
 
 from __future__ import annotations
@@ -20,6 +19,20 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 NAME = "fasttune_packed_rows"
+
+
+class PackedRowsAttention:
+    """The step trick: applies wherever the trainer collates fasttune's packed rows (train.packing=on on CPU)."""
+
+    name = "packed rows attention"
+
+    def applies(self, trainer) -> bool:
+        from fasttune.trainer.packing import PackedRowsCollator
+
+        return isinstance(trainer.data_collator, PackedRowsCollator)
+
+    def context(self, trainer):
+        return packed_rows_attention(trainer.model)
 
 
 def layout(position_ids):
@@ -47,25 +60,32 @@ def layout(position_ids):
     return gather, keep, bias
 
 
-_cached: tuple = (None, None)  # (position_ids, its layout): the layers of one forward share it
+class Layouts:
+    """The layout of the batch being computed: the layers of one forward share it (same position ids)."""
+
+    def __init__(self):
+        self.position_ids, self.layout = None, None
+
+    def of(self, position_ids):
+        if self.position_ids is not position_ids:
+            self.position_ids, self.layout = position_ids, layout(position_ids)
+        return self.layout
 
 
 def packed_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, position_ids=None,
-                     **kwargs):
+                     layouts: Layouts | None = None, **kwargs):
     """transformers' attention-function contract: query (batch, heads, row, dim), key/value with
-    the model's key-value heads; returns (batch, row, heads, dim) and no weights."""
+    the model's key-value heads; returns (batch, row, heads, dim) and no weights. `layouts` keeps the
+    batch's layout between the layers of one forward (computed again when None)."""
     import torch
 
-    global _cached
     batch, heads, row, dim = query.shape
     if position_ids is None or key.shape[2] != row or position_ids.shape != (batch, row):
         raise ValueError("fasttune's packed-row attention needs position ids and no KV cache")
     if dropout or kwargs.get("softcap") is not None or kwargs.get("s_aux") is not None \
             or (kwargs.get("sliding_window") or row) < row:
         return _sdpa_fallback(module, query, key, value, position_ids, scaling, dropout, **kwargs)
-    if _cached[0] is not position_ids:
-        _cached = (position_ids, layout(position_ids))
-    gather, keep, bias = _cached[1]
+    gather, keep, bias = (layouts or Layouts()).of(position_ids)
     kv_heads = key.shape[1]
     group = heads // kv_heads
     examples, longest = gather.shape
@@ -107,19 +127,20 @@ def _sdpa_fallback(module, query, key, value, position_ids, scaling, dropout, **
     return sdpa_attention_forward(module, query, key, value, mask, scaling=scaling, dropout=dropout, **kwargs)
 
 
-def register() -> None:
-    """Make NAME an attention implementation. It has no mask function, so transformers builds no
-    mask for it (a (row, row) one per forward is measurable on CPU): the examples' bounds come
-    from the position ids alone."""
-    from transformers import AttentionInterface
-
-    AttentionInterface.register(NAME, packed_attention)
-
-
 @contextmanager
 def packed_rows_attention(model):
-    """Run the model's forwards inside with packed-row attention, then give back its own."""
-    register()
+    """Run the model's forwards inside with packed-row attention, then give back its own.
+
+    The attention function is registered under NAME with this context's own layout cache. It has no
+    mask function, so transformers builds no (row, row) mask for it: the examples' bounds come from the
+    position ids alone. The model's config is switched by its `_attn_implementation` field rather than
+    `set_attn_implementation`, which re-validates the model (reading its source) on every call: this
+    runs twice per step."""
+    from functools import partial
+
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(NAME, partial(packed_attention, layouts=Layouts()))
     config = model.config
     own = config._attn_implementation
     config._attn_implementation = NAME
@@ -127,5 +148,3 @@ def packed_rows_attention(model):
         yield
     finally:
         config._attn_implementation = own
-        global _cached
-        _cached = (None, None)

@@ -1,0 +1,89 @@
+"""Recipe -> TrainingArguments: the one place recipe fields become the arguments every TRL trainer
+(SFT, GRPO, DPO) shares, and the choices that follow the device (precision, packing mode).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fasttune.distributed import on_cpu
+
+
+def packing_mode(setting: str) -> str:
+    """How examples share rows: 'padding_free' (TRL's packing, on a GPU), 'rows' (fasttune's packed
+    batches on CPU, fasttune/trainer/packing.py) or 'off' (one example per row, length-grouped).
+
+    'auto' packs on a GPU only: on CPU a packed step holds several times the tokens of a chat batch,
+    so a recipe's max_steps would take several times as long as its author planned (the figures are in
+    benchmarks/README.md); there packing is asked for with `train.packing=on`."""
+    if setting == "off":
+        return "off"
+    import torch
+
+    if torch.cuda.is_available():
+        return "padding_free"
+    return "rows" if setting == "on" else "off"
+
+
+def mixed_precision(model) -> dict:
+    """bf16/fp16 autocast flags matching the weights: bf16 where the GPU has it, else fp16; on CPU
+    only when the backend loaded bfloat16 weights (Unsloth does on CPUs with native bf16)."""
+    import torch
+
+    if torch.cuda.is_available():
+        bf16 = torch.cuda.is_bf16_supported()
+        return {"bf16": bf16, "fp16": not bf16}
+    return {"bf16": model.get_input_embeddings().weight.dtype == torch.bfloat16, "fp16": False}
+
+
+def embedding_optimizer(model, train):
+    """AdamW with a separate learning rate for fully trained embed_tokens / lm_head copies, as in
+    Unsloth's continued-pretraining recipe; the scheduler still comes from the Trainer. Built here
+    rather than through UnslothTrainer so that both backends share it."""
+    import torch
+
+    embedding, rest = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (embedding if ("embed_tokens" in name or "lm_head" in name) else rest).append(param)
+    groups = [{"params": rest, "lr": train.lr}, {"params": embedding, "lr": train.embedding_lr}]
+    return torch.optim.AdamW(groups, lr=train.lr, weight_decay=train.weight_decay)
+
+
+def common_args(recipe, model, run_dir: Path, run_name: str) -> dict:
+    """The TrainingArguments every fasttune trainer (SFT, GRPO, DPO) shares, from the recipe."""
+    train, log = recipe.train, recipe.log
+    return dict(
+        output_dir=str(run_dir / "checkpoints"),
+        run_name=run_name,
+        max_steps=train.max_steps,
+        num_train_epochs=train.epochs,
+        per_device_train_batch_size=train.batch_size,
+        gradient_accumulation_steps=train.grad_accum,
+        learning_rate=train.lr,
+        lr_scheduler_type=train.lr_scheduler,
+        warmup_steps=train.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        weight_decay=train.weight_decay,
+        # The recipe's choice, passed on: TRL's SFTConfig defaults to True, and the Trainer would then
+        # turn checkpointing on even where the recipe (and the backend's load) had it off.
+        gradient_checkpointing=train.gradient_checkpointing,
+        seed=train.seed,
+        logging_steps=log.logging_steps,
+        save_strategy="steps" if train.save_steps else "no",
+        **({"save_steps": train.save_steps, "save_total_limit": 2} if train.save_steps else {}),
+        report_to=list(log.report_to) or "none",
+        disable_tqdm=True,  # fasttune draws its own progress bar
+        dataloader_pin_memory=False,
+        **({"use_cpu": True} if on_cpu() else {}),  # several processes over gloo
+        # Under DDP every LoRA weight gets a gradient each step; the Trainer's default for a peft model
+        # (True) walks the autograd graph again every step looking for unused ones, and warns that it found none.
+        ddp_find_unused_parameters=False,
+        **mixed_precision(model),
+    )
+
+
+def eval_args(recipe, has_eval: bool) -> dict:
+    """Held-out evaluation during training: every train.eval_steps steps when there are held-out rows."""
+    every = recipe.train.eval_steps if has_eval else 0
+    return dict(per_device_eval_batch_size=recipe.train.batch_size, eval_strategy="steps" if every else "no",
+                **({"eval_steps": every} if every else {}))

@@ -1,0 +1,107 @@
+"""The trainer a task builds: TRL's class (as Unsloth patched it, when it did) with fasttune's step.
+
+Every task builds its trainer through `build`, which makes a subclass of the TRL trainer class it
+names, once per class. The subclass adds exactly two things, as methods rather than patches on an
+instance:
+- training_step and prediction_step run inside the contexts of the step tricks that apply to it
+  (fasttune/trainer/tricks.py);
+- compute_loss counts every training micro-batch's tokens (fasttune/trainer/throughput.py), the
+  same way on every backend.
+Everything else is the class's own; super() reaches whatever Unsloth installed on it.
+
+The SFT tasks share `build_sft_trainer`; GRPO and DPO build theirs in their task modules.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from fasttune.trainer.arguments import common_args, embedding_optimizer, eval_args, packing_mode
+from fasttune.trainer.tricks import applicable
+
+
+@dataclass
+class RunHooks:
+    """What the run gives every trainer a task builds."""
+
+    run_dir: Path
+    """Where checkpoints go (run_dir/checkpoints)."""
+    run_name: str
+    """The run's name, for trackers."""
+    callbacks: list = field(default_factory=list)
+    """TrainerCallbacks: the progress bar and metrics.jsonl, the stop guard."""
+    tokens: object = None
+    """A throughput.TokenCounter that counts every training micro-batch; None: nothing counted."""
+
+
+@cache
+def fasttune_class(base: type) -> type:
+    """`base` (a transformers Trainer class) with fasttune's training step."""
+
+    class FasttuneTrainer(base):
+        def __init__(self, *args, token_counter=None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.token_counter = token_counter
+            from transformers import PrinterCallback
+
+            self.step_tricks = applicable(self)
+            self.remove_callback(PrinterCallback)  # it prints raw log dicts; fasttune's callback shows them
+
+        def step_contexts(self) -> ExitStack:
+            stack = ExitStack()
+            for trick in self.step_tricks:
+                stack.enter_context(trick.context(self))
+            return stack
+
+        def training_step(self, *args, **kwargs):
+            with self.step_contexts():
+                return super().training_step(*args, **kwargs)
+
+        def prediction_step(self, *args, **kwargs):
+            with self.step_contexts():
+                return super().prediction_step(*args, **kwargs)
+
+        def compute_loss(self, model, inputs, *args, **kwargs):
+            # training batches only: evaluation runs with the model in eval mode
+            if self.token_counter is not None and model.training:
+                self.token_counter.count(inputs)
+            return super().compute_loss(model, inputs, *args, **kwargs)
+
+    FasttuneTrainer.__name__ = FasttuneTrainer.__qualname__ = f"Fasttune{base.__name__}"
+    return FasttuneTrainer
+
+
+def build(trainer_class: type, hooks: RunHooks, **kwargs):
+    """`trainer_class(**kwargs)` with fasttune's step and the run's callbacks."""
+    return fasttune_class(trainer_class)(callbacks=list(hooks.callbacks), token_counter=hooks.tokens, **kwargs)
+
+
+def build_sft_trainer(recipe, model, tokenizer, train_ds, eval_ds, hooks: RunHooks):
+    """TRL's SFTTrainer over datasets that arrive already tokenized (input_ids + labels with -100 on
+    untrained tokens): TRL skips its own templating and masking and only truncates, packs and collates."""
+    from trl import SFTConfig, SFTTrainer  # after unsloth (backends.choose ran first)
+
+    train = recipe.train
+    mode = packing_mode(train.packing)
+    collator = None
+    if mode == "rows":
+        from fasttune.trainer.packing import PackedRowsCollator, pack_rows
+
+        train_ds = pack_rows(train_ds, recipe.data.max_seq_length)
+        collator = PackedRowsCollator()
+    has_eval = eval_ds is not None and len(eval_ds) > 0
+    args = SFTConfig(
+        **common_args(recipe, model, hooks.run_dir, hooks.run_name),
+        **eval_args(recipe, has_eval),
+        max_length=recipe.data.max_seq_length,
+        packing=mode == "padding_free",
+        padding_free=mode == "padding_free",
+        # Without packing, batch examples of similar length so little compute goes to padding.
+        train_sampling_strategy="group_by_length" if mode == "off" else "random",
+    )
+    return build(SFTTrainer, hooks, model=model, args=args, train_dataset=train_ds,
+                 eval_dataset=eval_ds if has_eval else None, processing_class=tokenizer, data_collator=collator,
+                 optimizers=(embedding_optimizer(model, train), None) if train.embedding_lr else (None, None))
