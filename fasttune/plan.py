@@ -99,8 +99,8 @@ def backend_for(recipe) -> str:
 
 def peak(recipe, shape: memory.Shape, backend: str, seq: int, batch: int) -> memory.Breakdown:
     """The recipe's training peak at max_seq_length `seq` and batch size `batch` (every row full length:
-    what packing gives, and the worst case without it). DPO runs each row's chosen and rejected answers."""
-    rows = batch * (2 if recipe.task.name == "dpo" else 1)
+    what packing gives, and the worst case without it), as many sequences a row as the task runs (DPO: 2)."""
+    rows = batch * recipe.task.sequences_per_row
     lora = recipe.model.lora
     return memory.estimate(shape, backend=backend, load_in_4bit=recipe.model.load_in_4bit, lora_r=lora.r,
                            targets=lora.target_modules, train_embeddings=lora.train_embeddings, tokens=rows * seq,

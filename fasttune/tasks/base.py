@@ -69,6 +69,9 @@ class Task(ABC):
     """Why this task's model must not go to GGUF (the message export gives); None: it can."""
     progress_fields: ClassVar[tuple[str, ...]] = ()
     """Trainer log keys shown on the progress line beside the loss (e.g. GRPO's 'reward')."""
+    sequences_per_row: ClassVar[int] = 1
+    """Sequences the trainer runs for one data row, so a batch of N rows holds N x this many (DPO: 2,
+    the chosen and the rejected reply); `fasttune plan` and the `auto` sizes estimate memory with it."""
 
     @classmethod
     def from_config(cls, fields: dict) -> Task:

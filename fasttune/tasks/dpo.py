@@ -36,6 +36,7 @@ class DPO(Task):
 
     name: ClassVar[str] = "dpo"
     scores_outputs: ClassVar[bool] = True
+    sequences_per_row: ClassVar[int] = 2  # prompt + chosen and prompt + rejected, stacked in one batch
 
     def __post_init__(self):
         if self.beta <= 0:
