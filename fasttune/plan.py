@@ -10,12 +10,11 @@ before a run starts.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import re
 from pathlib import Path
 
-from fasttune import memory, models
+from fasttune import backends, memory, models
 from fasttune.errors import ConfigError
 
 CARDS_GIB = [8, 12, 16, 24, 40, 80]  # the consumer and Colab sizes the table shows without --gpu
@@ -91,10 +90,8 @@ def gguf_config(path: Path) -> dict:
 
 
 def backend_for(recipe) -> str:
-    """The backend `fasttune run` would pick on a GPU machine: 'auto' is Unsloth when it is installed."""
-    if recipe.model.backend != "auto":
-        return recipe.model.backend
-    return "unsloth" if importlib.util.find_spec("unsloth") else "hf"
+    """The name of the backend `fasttune run` would pick on a GPU machine (`backends.on_gpu`)."""
+    return backends.on_gpu(recipe.model.backend).NAME
 
 
 def peak(recipe, shape: memory.Shape, backend: str, seq: int, batch: int) -> memory.Breakdown:
@@ -102,9 +99,9 @@ def peak(recipe, shape: memory.Shape, backend: str, seq: int, batch: int) -> mem
     what packing gives, and the worst case without it), as many sequences a row as the task runs (DPO: 2)."""
     rows = batch * recipe.task.sequences_per_row
     lora = recipe.model.lora
-    return memory.estimate(shape, backend=backend, load_in_4bit=recipe.model.load_in_4bit, lora_r=lora.r,
-                           targets=lora.target_modules, train_embeddings=lora.train_embeddings, tokens=rows * seq,
-                           checkpointing=recipe.train.gradient_checkpointing)
+    return memory.estimate(shape, backend=backends.named(backend).MEMORY, load_in_4bit=recipe.model.load_in_4bit,
+                           lora_r=lora.r, targets=lora.target_modules, train_embeddings=lora.train_embeddings,
+                           tokens=rows * seq, checkpointing=recipe.train.gradient_checkpointing)
 
 
 def largest_batch(recipe, shape, backend: str, seq: int, usable: float) -> int:

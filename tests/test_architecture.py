@@ -204,10 +204,15 @@ def test_both_backends_satisfy_the_backend_protocol(module):
     import importlib
     import inspect
 
-    from fasttune.backends import Backend
+    from fasttune.backends import Backend, named
+    from fasttune.memory import BackendMemory
 
     backend = importlib.import_module(f"fasttune.backends.{module}")  # importing it does not import unsloth
-    assert backend.NAME == module
-    for name in ("load", "for_inference", "for_training"):
+    assert backend.NAME == module and named(module) is backend
+    assert isinstance(backend.MEMORY, BackendMemory) and set(Backend.__annotations__) == {"NAME", "MEMORY"}
+    methods = [n for n, v in vars(Backend).items() if inspect.isfunction(v) and not n.startswith("_")]
+    assert {"load", "for_inference", "for_training", "check_stack", "gpu_path_missing"} <= set(methods)
+    for name in methods:
+        assert getattr(Backend, name).__doc__, f"Backend.{name} does not say what callers use it for"
         wanted = list(inspect.signature(getattr(Backend, name)).parameters)[1:]  # without self
         assert list(inspect.signature(getattr(backend, name)).parameters) == wanted, (module, name)
