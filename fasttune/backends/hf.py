@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 
+from fasttune.config import EMBEDDINGS
 from fasttune.memory import BackendMemory
 
 NAME = "hf"
-EMBEDDINGS = ["embed_tokens", "lm_head"]  # trained in full with lora.train_embeddings
 MEMORY = BackendMemory(
     fp32_on_4bit=True,  # prepare_model_for_kbit_training casts embeddings, lm_head and the residual stream
     offloads_checkpoints=False,  # checkpointed layer inputs stay on the GPU

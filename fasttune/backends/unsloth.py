@@ -12,10 +12,10 @@ from __future__ import annotations
 import sys
 import warnings
 
+from fasttune.config import EMBEDDINGS
 from fasttune.memory import BackendMemory
 
 NAME = "unsloth"
-EMBEDDINGS = ["embed_tokens", "lm_head"]
 MEMORY = BackendMemory(
     fp32_on_4bit=False,  # embeddings and lm_head stay 16-bit on its QLoRA path
     offloads_checkpoints=True,  # its gradient checkpointing offloads layer inputs to CPU memory
