@@ -207,6 +207,19 @@ class SFTTask(Task):
         return build_sft_trainer(recipe, model, tokenizer, train_ds, eval_ds, run_dir, run_name, callbacks)
 
 
+def prompt_messages(prompt: str | list[Message], system_prompt: str = "") -> list[Message]:
+    """A prompt column's value (a string or chat messages) as the messages the model is asked: a string
+    becomes one user turn, and `system_prompt`, when set, comes first (GRPO, DPO)."""
+    turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    return ([{"role": "system", "content": system_prompt}] if system_prompt else []) + turns
+
+
+def message_problems(column: str, messages: list) -> list[tuple[str, str]]:
+    """A prompt column given as a list of chat messages: each must be an object with string role and content."""
+    return [(f"{column}[{i}]", "must be an object with string role and content") for i, m in enumerate(messages)
+            if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str))]
+
+
 def marked(tokenizer, ids: list[int], trained: list[bool]) -> str:
     """Decoded text with every run of trained tokens inside [[ ]]."""
     out, start = [], 0
