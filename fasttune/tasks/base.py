@@ -182,7 +182,8 @@ class SFTTask(Task):
 
     @abstractmethod
     def tokenize(self, row: dict, tokenizer, max_length: int) -> dict:
-        """{"input_ids", "labels" (-100 where no loss), "truncated"} for one validated row."""
+        """{"input_ids", "labels" (-100 where no loss), "truncated"} for one validated row: a
+        chat_template.Tokenized's `example()`."""
 
     def view_row(self, row: dict, tokenizer, max_length: int) -> RowView:
         whole = self.tokenize(row, tokenizer, 10**9)

@@ -85,8 +85,8 @@ class Classification(SFTTask):
         return turns + ([{"role": "assistant", "content": label}] if label is not None else [])
 
     def tokenize(self, row: dict, tokenizer, max_length: int) -> dict:
-        out = tokenize_conversation(tokenizer, self.messages(row[self.text_column], row[self.label_column]), max_length)
-        return {"input_ids": out.input_ids, "labels": out.labels, "truncated": out.truncated}
+        messages = self.messages(row[self.text_column], row[self.label_column])
+        return tokenize_conversation(tokenizer, messages, max_length).example()
 
     def prompt(self, row: dict):
         return self.messages(row[self.text_column]), row[self.label_column]

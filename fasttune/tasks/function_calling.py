@@ -100,8 +100,7 @@ class FunctionCalling(SFTTask):
         return out
 
     def tokenize(self, row: dict, tokenizer, max_length: int) -> dict:
-        out = tokenize_conversation(tokenizer, normalized(row["messages"]), max_length, tools=row["tools"])
-        return {"input_ids": out.input_ids, "labels": out.labels, "truncated": out.truncated}
+        return tokenize_conversation(tokenizer, normalized(row["messages"]), max_length, tools=row["tools"]).example()
 
     def prompt(self, row: dict):
         messages = normalized(row["messages"])

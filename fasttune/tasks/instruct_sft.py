@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from fasttune import thinking
-from fasttune.chat_template import IGNORE, tokenize_conversation
+from fasttune.chat_template import IGNORE, Tokenized, tokenize_conversation
 from fasttune.data.validate import require_text
 from fasttune.tasks.base import SFTTask
 from fasttune.tasks.reasoning import ReasoningData
@@ -52,14 +52,12 @@ class InstructSFT(ReasoningData, SFTTask):
 
     def tokenize(self, row: dict, tokenizer, max_length: int) -> dict:
         if self.template == "chat":
-            out = tokenize_conversation(tokenizer, self.messages(row), max_length,
-                                        train_on_reasoning=self.train_on_reasoning)
-            return {"input_ids": out.input_ids, "labels": out.labels, "truncated": out.truncated}
+            return tokenize_conversation(tokenizer, self.messages(row), max_length,
+                                         train_on_reasoning=self.train_on_reasoning).example()
         prompt_ids = tokenizer(row["prompt"])["input_ids"]  # BOS where the model uses one
         completion_ids = tokenizer(row["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        ids = prompt_ids + completion_ids
-        labels = [IGNORE] * len(prompt_ids) + completion_ids
-        return {"input_ids": ids[:max_length], "labels": labels[:max_length], "truncated": len(ids) > max_length}
+        return Tokenized.cut(prompt_ids + completion_ids, [IGNORE] * len(prompt_ids) + completion_ids,
+                             max_length).example()
 
     @staticmethod
     def messages(row: dict) -> list[dict]:
