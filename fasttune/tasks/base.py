@@ -232,6 +232,13 @@ def marked(tokenizer, ids: list[int], trained: list[bool]) -> str:
     return "".join(out)
 
 
+def share(flags) -> float | None:
+    """The share of true flags, to 4 places, as task metrics report it; None when there are none to count
+    (e.g. no held-out row needs a tool call): a share of nothing is no number, and 0.0 would read as all wrong."""
+    flags = list(flags)
+    return round(sum(flags) / len(flags), 4) if flags else None
+
+
 def one_line(text: str, limit: int = 400) -> str:
     """Whitespace collapsed and long text cut, for a Markdown list item."""
     text = " ".join(str(text).split())

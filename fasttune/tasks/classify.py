@@ -22,7 +22,7 @@ from typing import ClassVar
 from fasttune.chat_template import tokenize_conversation
 from fasttune.data.validate import require_text
 from fasttune.errors import DataError, Problem
-from fasttune.tasks.base import SFTTask
+from fasttune.tasks.base import SFTTask, share
 
 IMBALANCE = 3.0  # warn when the largest class has this many times the rows of the smallest
 
@@ -110,9 +110,9 @@ class Classification(SFTTask):
             f1[label] = round(2 * tp / (predicted + actual), 4) if predicted + actual else 0.0
         majority = max(self.train_counts, key=self.train_counts.get) if self.train_counts else self.labels[0]
         return {
-            "accuracy": round(sum(r == p for r, p in pairs) / len(pairs), 4),
+            "accuracy": share(r == p for r, p in pairs),
             "macro_f1": round(sum(f1.values()) / len(f1), 4),
-            "majority_baseline": round(sum(r == majority for r, _ in pairs) / len(pairs), 4),
+            "majority_baseline": share(r == majority for r, _ in pairs),
             "f1": f1,
             "confusion": {"labels": self.labels,
                           "rows_true_cols_predicted": [[sum(r == a and p == b for r, p in pairs) for b in self.labels]

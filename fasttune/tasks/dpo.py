@@ -20,7 +20,7 @@ from typing import ClassVar, Literal
 from fasttune.data.prepare import PrepStats
 from fasttune.data.validate import missing, require_text
 from fasttune.errors import ConfigError
-from fasttune.tasks.base import RowView, Task, marked, message_problems, one_line, prompt_messages
+from fasttune.tasks.base import RowView, Task, marked, message_problems, one_line, prompt_messages, share
 
 
 @dataclass
@@ -135,7 +135,7 @@ class DPO(Task):
         if not predictions:
             return {}
         p_chosen = [float(p) for p in predictions]
-        return {"preference_accuracy": round(sum(p > 0.5 for p in p_chosen) / len(p_chosen), 4),
+        return {"preference_accuracy": share(p > 0.5 for p in p_chosen),
                 "mean_p_chosen": round(sum(p_chosen) / len(p_chosen), 4), "rows": len(p_chosen)}
 
     def sample_answer(self, answer: str) -> str:

@@ -25,7 +25,7 @@ from typing import ClassVar, Literal
 from fasttune import thinking
 from fasttune.chat_template import IGNORE, Tokenized, tokenize_conversation
 from fasttune.data.validate import require_text
-from fasttune.tasks.base import SFTTask
+from fasttune.tasks.base import SFTTask, share
 from fasttune.tasks.reasoning import ReasoningData
 
 
@@ -78,15 +78,15 @@ class InstructSFT(ReasoningData, SFTTask):
             return {}
         predictions = [thinking.split_answer(p)[1] for p in predictions]  # the answer after any think block
         if self.metric == "exact":
-            return {"exact_match": _share(p.strip() == r.strip() for p, r in zip(predictions, references))}
+            return {"exact_match": share(p.strip() == r.strip() for p, r in zip(predictions, references))}
         parsed = [_as_object(p) for p in predictions]
         refs = [_as_object(r) for r in references]
         fields = sorted({k for r in refs for k in r})
-        per_field = {f: _share(p is not None and f in p and p[f] == r.get(f) for p, r in zip(parsed, refs) if f in r)
+        per_field = {f: share(p is not None and f in p and p[f] == r.get(f) for p, r in zip(parsed, refs) if f in r)
                      for f in fields}
         return {
-            "json_valid": _share(p is not None for p in parsed),
-            "exact_match": _share(p == r for p, r in zip(parsed, refs)),
+            "json_valid": share(p is not None for p in parsed),
+            "exact_match": share(p == r for p, r in zip(parsed, refs)),
             "field_match": per_field,
             "rows": len(predictions),
         }
@@ -98,8 +98,3 @@ def _as_object(text: str) -> dict | None:
     except (json.JSONDecodeError, TypeError):
         return None
     return value if isinstance(value, dict) else None
-
-
-def _share(flags) -> float:
-    flags = list(flags)
-    return round(sum(flags) / len(flags), 4) if flags else 0.0
