@@ -17,7 +17,6 @@ message the CLI would print.
 from __future__ import annotations
 
 import json
-import shlex
 from pathlib import Path
 
 # Imported here, while the package loads, so that `fasttune.chat` stays the function below: a
@@ -25,7 +24,7 @@ from pathlib import Path
 # a second `fasttune.chat(...)` in the same session would call a module.
 from fasttune import chat as chat_module
 from fasttune.errors import ConfigError
-from fasttune.recipe import Recipe, apply_overrides, load_recipe
+from fasttune.recipe import Recipe, apply_overrides, load_recipe, run_command
 from fasttune.run_folder import CONFIG, open_run, read_status
 
 
@@ -60,8 +59,7 @@ def train(recipe: str | Path | Recipe, *overrides: str) -> Run:
     if isinstance(recipe, Recipe):
         command = "fasttune.train(recipe) with the override"
     else:
-        again = [o for o in overrides if not o.startswith("train.resume=")]
-        command = shlex.join(["fasttune", "run", str(recipe), *again])
+        command = run_command(recipe, overrides)
     return Run(run_recipe(load(recipe, *overrides), command=command))
 
 

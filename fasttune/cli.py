@@ -7,7 +7,6 @@ errors come back in well under a second.
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 import textwrap
 from pathlib import Path
@@ -51,7 +50,7 @@ def main():
 @click.option("--help", "show_help", is_flag=True, help="Show this message, or with RECIPE, the recipe's fields.")
 @click.pass_context
 def run(ctx, recipe_path, overrides, show_help):
-    from fasttune.recipe import apply_overrides, load_recipe
+    from fasttune.recipe import apply_overrides, load_recipe, run_command
 
     if recipe_path is None:
         click.echo(ctx.get_help())
@@ -70,8 +69,7 @@ def run(ctx, recipe_path, overrides, show_help):
         distributed.relaunch(config_file, ["run", recipe_path, *overrides])
     from fasttune.run import run as run_recipe
 
-    again = [o for o in overrides if not o.startswith("train.resume=")]
-    run_recipe(recipe, command=shlex.join(["fasttune", "run", recipe_path, *again]))
+    run_recipe(recipe, command=run_command(recipe_path, overrides))
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
