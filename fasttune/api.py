@@ -139,11 +139,12 @@ class Run:
                force: bool = False, verify_prompts: int = 3) -> dict:
         """`fasttune export`: the report (export.json) with each output's path and, for GGUF, how
         many greedy tokens agree with the merged model on held-out prompts."""
+        from fasttune.export.formats import parse_quants
         from fasttune.export.pipeline import export
 
         formats = [to] if isinstance(to, str) else list(to)
-        quants = [q.strip() for q in quant.split(",") if q.strip()]
-        return export(self.path, formats, quants, Path(out) if out else None, force, verify_prompts, progress=print)
+        return export(self.path, formats, parse_quants(quant), Path(out) if out else None, force, verify_prompts,
+                      progress=print)
 
     def predict(self, texts: list[str]) -> list[dict]:
         """`fasttune predict` (classification runs): label and probability of every text."""

@@ -15,7 +15,7 @@ import click
 from rich.console import Console
 
 from fasttune.errors import ConfigError, FasttuneError
-from fasttune.export.formats import FORMATS, QUANTS
+from fasttune.export.formats import FORMATS, QUANTS, parse_quants
 
 RUN_HELP = """Train with the recipe in RECIPE (a Python file ending in `recipe = Recipe(...)`).
 
@@ -159,8 +159,8 @@ def export(run_dir, formats, quants, out, force, verify_prompts, verify_tokens):
     """Export a finished run: adapter, merged 16-bit weights, or GGUF checked against the merged model."""
     from fasttune.export.pipeline import export as run_export
 
-    report = run_export(run_dir, list(formats), [q.strip() for q in quants.split(",") if q.strip()], out,
-                        force, verify_prompts, verify_tokens, progress=click.echo)
+    report = run_export(run_dir, list(formats), parse_quants(quants), out, force, verify_prompts, verify_tokens,
+                        progress=click.echo)
     for item in report["exports"]:
         size = f"{item['size_bytes'] / 2**20:.1f} MiB" if "size_bytes" in item else ""
         click.echo(f"{item['format']:8} {item.get('quant', ''):7} {size:>10}  {item['path']}")
