@@ -47,9 +47,12 @@ class Classification(SFTTask):
     def __post_init__(self):
         self.train_counts: dict[str, int] = {}
 
-    def check_row(self, row: dict) -> list[tuple[str, str]]:
-        problems = require_text(row, self.text_column, self.label_column)
-        if not problems and self.labels and row[self.label_column] not in self.labels:
+    def check_row(self, row: dict, label_required: bool = True) -> list[tuple[str, str]]:
+        """`label_required=False` for rows to predict (`fasttune predict --file`): their label may be left
+        out (or null), and one they give is checked like a training row's, since predict scores it."""
+        labelled = label_required or row.get(self.label_column) is not None
+        problems = require_text(row, self.text_column, *([self.label_column] if labelled else []))
+        if not problems and labelled and self.labels and row[self.label_column] not in self.labels:
             problems.append((self.label_column, self.unknown_label(row[self.label_column])))
         return problems
 
