@@ -16,17 +16,14 @@ message the CLI would print.
 
 from __future__ import annotations
 
-import json
-import shlex
 from pathlib import Path
 
 # Imported here, while the package loads, so that `fasttune.chat` stays the function below: a
 # submodule imported for the first time later would replace that package attribute with itself, and
 # a second `fasttune.chat(...)` in the same session would call a module.
 from fasttune import chat as chat_module
-from fasttune.errors import ConfigError
-from fasttune.recipe import Recipe, apply_overrides, load_recipe
-from fasttune.run_folder import CONFIG, open_run, read_status
+from fasttune.recipe import Recipe, apply_overrides, load_recipe, run_command
+from fasttune.run_folder import open_run, read_json, read_status, run_folder
 
 
 def load(recipe: str | Path | Recipe, *overrides: str) -> Recipe:
@@ -60,8 +57,7 @@ def train(recipe: str | Path | Recipe, *overrides: str) -> Run:
     if isinstance(recipe, Recipe):
         command = "fasttune.train(recipe) with the override"
     else:
-        again = [o for o in overrides if not o.startswith("train.resume=")]
-        command = shlex.join(["fasttune", "run", str(recipe), *again])
+        command = run_command(recipe, overrides)
     return Run(run_recipe(load(recipe, *overrides), command=command))
 
 
@@ -79,9 +75,7 @@ class Run:
     commands that work on a finished run (export, predict, chat)."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        if not (self.path / CONFIG).is_file():
-            raise ConfigError(f"{self.path}: not a run folder (no {CONFIG})")
+        self.path = run_folder(path)
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, status={self.status['status']!r})"
@@ -93,7 +87,7 @@ class Run:
     @property
     def summary(self) -> dict:
         """eval.json: task, backend, before/after, steps, tokens/s, runtime."""
-        return self._json("eval.json")
+        return read_json(self.path, "eval.json")
 
     @property
     def before(self) -> dict:
@@ -112,13 +106,14 @@ class Run:
     @property
     def samples(self) -> list[dict]:
         """samples.json: held-out prompts with the answers before and after training and the reference."""
-        return self._json("samples.json")
+        return read_json(self.path, "samples.json")
 
     @property
     def metrics(self) -> list[dict]:
-        """metrics.jsonl, one dict per logged step (training loss, eval loss, tokens/s...)."""
-        lines = (self.path / "metrics.jsonl").read_text().splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        """metrics.jsonl, one dict per logged step (training loss, eval loss, tokens/s...); [] before the first."""
+        from fasttune.tracking import read_metrics
+
+        return read_metrics(self.path / "metrics.jsonl")
 
     @property
     def figures(self) -> list[Path]:
@@ -141,11 +136,12 @@ class Run:
                force: bool = False, verify_prompts: int = 3) -> dict:
         """`fasttune export`: the report (export.json) with each output's path and, for GGUF, how
         many greedy tokens agree with the merged model on held-out prompts."""
+        from fasttune.export.formats import parse_quants
         from fasttune.export.pipeline import export
 
         formats = [to] if isinstance(to, str) else list(to)
-        quants = [q.strip() for q in quant.split(",") if q.strip()]
-        return export(self.path, formats, quants, Path(out) if out else None, force, verify_prompts, progress=print)
+        return export(self.path, formats, parse_quants(quant), Path(out) if out else None, force, verify_prompts,
+                      progress=print)
 
     def predict(self, texts: list[str]) -> list[dict]:
         """`fasttune predict` (classification runs): label and probability of every text."""
@@ -159,9 +155,3 @@ class Run:
         """One answer from the trained adapter (base model + LoRA), as `fasttune chat RUN --prompt`."""
         open_run(self.path)  # a clear error unless the run finished
         return chat(self.path, prompt, system, tools, max_new_tokens, thinking)
-
-    def _json(self, name: str):
-        path = self.path / name
-        if not path.is_file():
-            raise ConfigError(f"{path}: missing (status: {self.status['status']})")
-        return json.loads(path.read_text())

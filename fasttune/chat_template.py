@@ -128,9 +128,20 @@ def assistant_spans(tokenizer, messages: list[dict], tools: list | None = None) 
 
 @dataclass
 class Tokenized:
+    """One tokenized row: token ids, their labels (IGNORE where no loss), and whether max_length cut it."""
+
     input_ids: list[int]
     labels: list[int]
     truncated: bool
+
+    @classmethod
+    def cut(cls, ids: list[int], labels: list[int], max_length: int) -> Tokenized:
+        """The first `max_length` tokens, and whether anything was cut off after them."""
+        return cls(ids[:max_length], labels[:max_length], len(ids) > max_length)
+
+    def example(self) -> dict:
+        """As SFTTask.tokenize returns it: {"input_ids", "labels", "truncated"}."""
+        return {"input_ids": self.input_ids, "labels": self.labels, "truncated": self.truncated}
 
 
 def tokenize_conversation(tokenizer, messages: list[dict], max_length: int, tools: list | None = None,
@@ -147,8 +158,7 @@ def tokenize_conversation(tokenizer, messages: list[dict], max_length: int, tool
         token if any(start <= begin < end for start, end in spans) else IGNORE
         for token, (begin, _) in zip(ids, encoding["offset_mapping"])
     ]
-    truncated = len(ids) > max_length
-    return Tokenized(ids[:max_length], labels[:max_length], truncated)
+    return Tokenized.cut(ids, labels, max_length)
 
 
 def answer_start(text: str, span: tuple[int, int], turn: dict) -> int:

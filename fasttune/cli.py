@@ -7,7 +7,6 @@ errors come back in well under a second.
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 import textwrap
 from pathlib import Path
@@ -16,7 +15,7 @@ import click
 from rich.console import Console
 
 from fasttune.errors import ConfigError, FasttuneError
-from fasttune.export.formats import FORMATS, QUANTS
+from fasttune.export.formats import FORMATS, QUANTS, parse_quants
 
 RUN_HELP = """Train with the recipe in RECIPE (a Python file ending in `recipe = Recipe(...)`).
 
@@ -51,7 +50,7 @@ def main():
 @click.option("--help", "show_help", is_flag=True, help="Show this message, or with RECIPE, the recipe's fields.")
 @click.pass_context
 def run(ctx, recipe_path, overrides, show_help):
-    from fasttune.recipe import apply_overrides, load_recipe
+    from fasttune.recipe import apply_overrides, load_recipe, run_command
 
     if recipe_path is None:
         click.echo(ctx.get_help())
@@ -70,8 +69,7 @@ def run(ctx, recipe_path, overrides, show_help):
         distributed.relaunch(config_file, ["run", recipe_path, *overrides])
     from fasttune.run import run as run_recipe
 
-    again = [o for o in overrides if not o.startswith("train.resume=")]
-    run_recipe(recipe, command=shlex.join(["fasttune", "run", recipe_path, *again]))
+    run_recipe(recipe, command=run_command(recipe_path, overrides))
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -161,8 +159,8 @@ def export(run_dir, formats, quants, out, force, verify_prompts, verify_tokens):
     """Export a finished run: adapter, merged 16-bit weights, or GGUF checked against the merged model."""
     from fasttune.export.pipeline import export as run_export
 
-    report = run_export(run_dir, list(formats), [q.strip() for q in quants.split(",") if q.strip()], out,
-                        force, verify_prompts, verify_tokens, progress=click.echo)
+    report = run_export(run_dir, list(formats), parse_quants(quants), out, force, verify_prompts, verify_tokens,
+                        progress=click.echo)
     for item in report["exports"]:
         size = f"{item['size_bytes'] / 2**20:.1f} MiB" if "size_bytes" in item else ""
         click.echo(f"{item['format']:8} {item.get('quant', ''):7} {size:>10}  {item['path']}")

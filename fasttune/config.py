@@ -19,6 +19,10 @@ def _check(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+EMBEDDINGS = ["embed_tokens", "lm_head"]
+"""The modules `LoRA.train_embeddings` trains in full, as both backends' models name them."""
+
+
 @dataclass
 class LoRA:
     r: int = 16

@@ -45,9 +45,7 @@ def report(console: Console) -> dict:
     if not facts["cuda"]:
         missing.append("no CUDA GPU: Unsloth runs its CPU fallback (no 4-bit QLoRA, no packing, no Triton kernels)")
     missing += [f"{p} is not installed" for p in GPU_EXTRAS if importlib.util.find_spec(p) is None]
-    if backend.NAME != "unsloth":
-        missing.append("Unsloth does not import (see backend reason)")
-    facts["gpu_path_missing"] = missing
+    facts["gpu_path_missing"] = missing + backend.gpu_path_missing()
 
     console.print(f"Python {facts['python']} on {facts['platform']}, {facts['cpu_cores']} CPU cores, "
                   f"{facts['memory_gib']} GiB RAM")
@@ -55,7 +53,6 @@ def report(console: Console) -> dict:
     console.print(f"Backend 'auto' -> {why}")
     console.print("Versions: " + ", ".join(f"{p} {v or '-'}" for p, v in facts["versions"].items()))
     console.print(f"Install profile: {facts['profile_detail']}")
-    if backend.NAME == "unsloth":
-        facts["unsloth_stack_warning"] = profiles.warn_unsloth_stack_once(facts["cuda"], console.print)
-    console.print("GPU path missing: " + ("; ".join(missing) or "nothing"))
+    facts["stack_warning"] = backend.check_stack(console.print)
+    console.print("GPU path missing: " + ("; ".join(facts["gpu_path_missing"]) or "nothing"))
     return facts

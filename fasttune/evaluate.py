@@ -24,7 +24,7 @@ from fasttune.run_folder import EVAL_PROMPTS, RunFolder, write_json
 SUMMARY, ANSWERS = "eval.json", "answers.json"
 
 KEPT_PROMPTS = 32  # held-out prompts kept in the run folder even when eval measures fewer
-MODES = {"default": ("default",), "on": ("on",), "off": ("off",), "both": ("on", "off")}
+THINKING_PASSES = {"default": ("default",), "on": ("on",), "off": ("off",), "both": ("on", "off")}
 """eval.thinking -> the thinking settings answers are generated with, each measured on its own."""
 
 
@@ -42,7 +42,7 @@ class Evaluator:
     def run(self, trainer, backend, model, tokenizer, has_eval: bool) -> tuple[dict, dict[str, list[str]]]:
         """{eval_loss, **task metrics} and the predictions per thinking setting, from the model as it is
         now. With eval.thinking=both the metrics are nested under thinking_on and thinking_off."""
-        modes = MODES[self.cfg.thinking]
+        modes = THINKING_PASSES[self.cfg.thinking]
         if modes != ("default",):
             thinking.require_switch(tokenizer.chat_template, True, f"eval.thinking={self.cfg.thinking}")
         loss = round(trainer.evaluate()["eval_loss"], 4) if has_eval else None  # every process takes part

@@ -12,10 +12,11 @@ really uses:
   it, every layer's saved tensors;
 - logits: one row per token over the vocabulary.
 
-The per-token coefficients marked "fitted" are what the measured runs in benchmarks/results/gpu-*.json
-(H100; 8B and 135M shapes) required; tests/test_plan.py holds the estimate to those runs within 20%.
-They are a planning figure, not a promise: another stack (transformers, Unsloth) moves them, and the
-allocator needs headroom on top (see `plan.usable_gib`).
+What differs between the backends each backend module declares as its `MEMORY` (a `BackendMemory`).
+The per-token coefficients marked "fitted", here and there, are what the measured runs in
+benchmarks/results/gpu-*.json (H100; 8B and 135M shapes) required; tests/test_plan.py holds the
+estimate to those runs within 20%. They are a planning figure, not a promise: another stack
+(transformers, Unsloth) moves them, and the allocator needs headroom on top (see `plan.usable_gib`).
 """
 
 from __future__ import annotations
@@ -85,10 +86,18 @@ class Shape:
         return self.linear_params() + self.embedding_params() + self.hidden * (2 * self.layers + 1)
 
 
-# Bytes per token and vocabulary entry at the loss (fitted). HF: fp32 logits plus part of their gradient
-# at the peak; Unsloth: its chunked cross-entropy keeps the logits in bf16.
-HF_LOGIT_BYTES = 5
-UNSLOTH_LOGIT_BYTES = 2
+@dataclass(frozen=True)
+class BackendMemory:
+    """What a backend's own code does to the training peak: each backend module declares its `MEMORY`."""
+
+    fp32_on_4bit: bool
+    """On the 4-bit path embeddings, lm_head and the residual stream are fp32 (peft's
+    `prepare_model_for_kbit_training` casts them); False: they stay 16-bit."""
+    offloads_checkpoints: bool
+    """Under gradient checkpointing the layer inputs go to CPU memory and a recomputed layer holds only
+    its MLP's tensors (Unsloth's checkpointing); False: the inputs stay on the GPU, the layer is whole."""
+    logit_bytes: int
+    """Bytes per token and vocabulary entry at the loss (fitted)."""
 
 
 @dataclass(frozen=True)
@@ -119,12 +128,11 @@ def layer_elements(shape: Shape, fused: bool) -> int:
     return 3 * i if fused else 6 * h + 2 * kv + 3 * i
 
 
-def estimate(shape: Shape, *, backend: str, load_in_4bit: bool, lora_r: int, targets: list[str],
+def estimate(shape: Shape, *, backend: BackendMemory, load_in_4bit: bool, lora_r: int, targets: list[str],
              train_embeddings: bool, tokens: int, checkpointing: bool) -> Breakdown:
     """Training peak on a GPU for `tokens` tokens per micro-batch (batch_size x max_seq_length);
-    `backend` is 'hf' or 'unsloth'."""
-    hf = backend == "hf"
-    embed_bytes = 4 if hf and load_in_4bit else 2  # peft's prepare_model_for_kbit_training casts them to fp32
+    `backend` is the training backend's MEMORY."""
+    embed_bytes = 4 if backend.fp32_on_4bit and load_in_4bit else 2
     linears = shape.linears()
     unknown = sorted(set(targets) - set(linears))
     if unknown:
@@ -136,9 +144,9 @@ def estimate(shape: Shape, *, backend: str, load_in_4bit: bool, lora_r: int, tar
         trainable += shape.embedding_params()
         weights += shape.embedding_params() * embed_bytes
     if checkpointing:  # layer inputs (the residual stream's dtype; Unsloth offloads them) + one layer recomputed
-        per_token = shape.layers * shape.hidden * (embed_bytes if hf else 0) + layer_elements(shape, fused=not hf) * 2
+        kept = 0 if backend.offloads_checkpoints else embed_bytes
+        per_token = shape.layers * shape.hidden * kept + layer_elements(shape, fused=backend.offloads_checkpoints) * 2
     else:  # every layer's saved tensors, in the residual stream's dtype (fp32 on HF QLoRA, else bf16)
         per_token = shape.layers * layer_elements(shape, fused=False) * embed_bytes
-    logit_bytes = HF_LOGIT_BYTES if hf else UNSLOTH_LOGIT_BYTES
     return Breakdown(weights=weights, lora_optimizer=trainable * LORA_BYTES, activations=tokens * per_token,
-                     logits=tokens * shape.vocab * logit_bytes)
+                     logits=tokens * shape.vocab * backend.logit_bytes)

@@ -10,12 +10,11 @@ before a run starts.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import re
 from pathlib import Path
 
-from fasttune import memory, models
+from fasttune import backends, memory, models
 from fasttune.errors import ConfigError
 
 CARDS_GIB = [8, 12, 16, 24, 40, 80]  # the consumer and Colab sizes the table shows without --gpu
@@ -91,20 +90,18 @@ def gguf_config(path: Path) -> dict:
 
 
 def backend_for(recipe) -> str:
-    """The backend `fasttune run` would pick on a GPU machine: 'auto' is Unsloth when it is installed."""
-    if recipe.model.backend != "auto":
-        return recipe.model.backend
-    return "unsloth" if importlib.util.find_spec("unsloth") else "hf"
+    """The name of the backend `fasttune run` would pick on a GPU machine (`backends.on_gpu`)."""
+    return backends.on_gpu(recipe.model.backend).NAME
 
 
 def peak(recipe, shape: memory.Shape, backend: str, seq: int, batch: int) -> memory.Breakdown:
     """The recipe's training peak at max_seq_length `seq` and batch size `batch` (every row full length:
-    what packing gives, and the worst case without it). DPO runs each row's chosen and rejected answers."""
-    rows = batch * (2 if recipe.task.name == "dpo" else 1)
+    what packing gives, and the worst case without it), as many sequences a row as the task runs (DPO: 2)."""
+    rows = batch * recipe.task.sequences_per_row
     lora = recipe.model.lora
-    return memory.estimate(shape, backend=backend, load_in_4bit=recipe.model.load_in_4bit, lora_r=lora.r,
-                           targets=lora.target_modules, train_embeddings=lora.train_embeddings, tokens=rows * seq,
-                           checkpointing=recipe.train.gradient_checkpointing)
+    return memory.estimate(shape, backend=backends.named(backend).MEMORY, load_in_4bit=recipe.model.load_in_4bit,
+                           lora_r=lora.r, targets=lora.target_modules, train_embeddings=lora.train_embeddings,
+                           tokens=rows * seq, checkpointing=recipe.train.gradient_checkpointing)
 
 
 def largest_batch(recipe, shape, backend: str, seq: int, usable: float) -> int:

@@ -25,16 +25,13 @@ def load_classifier(run_dir: Path) -> tuple[Classification, FinishedRun]:
 
 
 def rows_to_predict(task: Classification, texts: list[str], file: str | None) -> list[Row]:
-    """--text values and --file rows; a file row's label, when present, must be a valid label."""
+    """--text values and --file rows, checked as the task checks its rows; a file row's label, when
+    present, must be a valid label."""
     rows = [Row(f"--text {i + 1}", {task.text_column: t}) for i, t in enumerate(texts)]
     if file:
         problems = []
         for row in load_rows(file):
-            text, label = row.data.get(task.text_column), row.data.get(task.label_column)
-            if not isinstance(text, str) or not text.strip():
-                problems.append(Problem(row.where, task.text_column, "missing or not a non-empty string"))
-            elif label is not None and label not in task.labels:
-                problems.append(Problem(row.where, task.label_column, task.unknown_label(label)))
+            problems += [Problem(row.where, f, m) for f, m in task.check_row(row.data, label_required=False)]
             rows.append(row)
         if problems:
             raise DataError(problems)

@@ -18,6 +18,7 @@ import functools
 import inspect
 import json
 import runpy
+import shlex
 import traceback
 import types
 import typing
@@ -130,6 +131,13 @@ def apply_overrides(recipe: Recipe, overrides: list[str]) -> Recipe:
         _set(recipe, key.split("."), raw, key)
     check(recipe)
     return recipe
+
+
+def run_command(path: str | Path, overrides) -> str:
+    """`fasttune run PATH OVERRIDES...` quoted for a shell, without any train.resume override: what an
+    interrupted run's resume hint extends with its own train.resume."""
+    again = [o for o in overrides if not o.startswith("train.resume=")]
+    return shlex.join(["fasttune", "run", str(path), *again])
 
 
 def check(obj: Any) -> None:

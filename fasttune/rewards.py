@@ -21,9 +21,9 @@ import json
 import re
 
 from fasttune.errors import ConfigError
+from fasttune.thinking import OPEN, split_answer
 
 NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*")
-THINK = re.compile(r"\s*<think>(.+?)</think>\s*(\S.*)", re.DOTALL)
 FACTORIES: dict = {}
 
 
@@ -63,12 +63,6 @@ def text_of(completion) -> str:
     return completion[-1]["content"] if completion else ""
 
 
-def final_answer(text: str) -> str:
-    """What comes after </think> if the completion thinks first, else the whole text."""
-    match = THINK.match(text)
-    return (match.group(2) if match else text).strip()
-
-
 def _number(text: str) -> float | None:
     found = NUMBER.findall(text)
     if not found:
@@ -87,7 +81,7 @@ def answer_match(column: str = "answer", name: str = "answer_match"):
     def reward(prompts, completions, **columns) -> list[float]:
         out = []
         for completion, reference in zip(completions, columns[column]):
-            answer, ref = final_answer(text_of(completion)), str(reference).strip()
+            answer, ref = split_answer(text_of(completion))[1], str(reference).strip()
             expected = _number(ref) if NUMBER.fullmatch(ref) else None
             if expected is not None:
                 got = _number(answer)
@@ -102,10 +96,16 @@ def answer_match(column: str = "answer", name: str = "answer_match"):
 
 @factory
 def think_format():
-    """1.0 for the thinking layout: `<think>…</think>` followed by a non-empty answer."""
+    """1.0 for the thinking layout: the completion opens with `<think>`, thinks, closes the block and
+    then answers (thinking.split_answer reads both parts)."""
 
     def think_format(prompts, completions, **columns) -> list[float]:
-        return [1.0 if THINK.fullmatch(text_of(c)) else 0.0 for c in completions]
+        out = []
+        for c in completions:
+            text = text_of(c)
+            thought, answer = split_answer(text)
+            out.append(1.0 if text.lstrip().startswith(OPEN) and thought and answer else 0.0)
+        return out
 
     return think_format
 
@@ -118,7 +118,7 @@ def json_valid():
         out = []
         for c in completions:
             try:
-                json.loads(final_answer(text_of(c)))
+                json.loads(split_answer(text_of(c))[1])
                 out.append(1.0)
             except json.JSONDecodeError:
                 out.append(0.0)

@@ -29,7 +29,6 @@ from fasttune.errors import EvaluationError, ExportError, RunInterrupted, Traini
 from fasttune.evaluate import ANSWERS, SUMMARY, Evaluator, describe, evaluate_after
 from fasttune.interrupts import StopGuard, sigterm_interrupts
 from fasttune.plan import resolve_auto
-from fasttune.profiles import warn_unsloth_stack_once
 from fasttune.recipe import Recipe
 from fasttune.run_folder import RunFolder, find_checkpoint, latest_checkpoint, write_dir, write_json
 from fasttune.session import open_session, quiet_libraries
@@ -65,10 +64,7 @@ def run(recipe: Recipe, console: Console | None = None, command: str = "fasttune
         engine = distributed.engine()
         cpu = f"; on CPU accelerate runs {engine} as DDP" if distributed.on_cpu() and engine != "DDP" else ""
         say(f"Processes: {distributed.processes()} ({engine}{cpu})")
-    if backend.NAME == "unsloth":
-        import torch
-
-        warn_unsloth_stack_once(torch.cuda.is_available(), say)
+    backend.check_stack(say)
     recipe = resolve_auto(recipe, lambda: longest_row(recipe.task, train_rows, load_tokenizer(recipe.model.name, say)),
                           say)  # batch_size / max_seq_length 'auto' become numbers before config.json is written
 

@@ -173,6 +173,23 @@ def is_run_folder(path: Path) -> bool:
     return (path / CONFIG).is_file() and (path / ADAPTER).is_dir()
 
 
+def run_folder(path: Path) -> Path:
+    """`path` as a Path, once it is a run folder (holds config.json): a ConfigError saying so when not."""
+    path = Path(path)
+    if not (path / CONFIG).is_file():
+        raise ConfigError(f"{path}: not a run folder (no {CONFIG})")
+    return path
+
+
+def read_json(run_dir: Path, name: str):
+    """A JSON file of the run folder; a ConfigError naming the run's status when it is missing (the run
+    has not written it, or not yet)."""
+    path = Path(run_dir) / name
+    if not path.is_file():
+        raise ConfigError(f"{path}: missing (status: {read_status(run_dir)['status']})")
+    return json.loads(path.read_text())
+
+
 def read_status(path: Path) -> dict:
     """status.json of a run folder ({"status": "unknown"} when it has none)."""
     status = Path(path) / STATUS
@@ -181,13 +198,11 @@ def read_status(path: Path) -> dict:
 
 def open_run(path: Path) -> FinishedRun:
     """The finished run at `path`; a ConfigError saying what is missing or why it did not finish."""
-    path = Path(path)
-    if not (path / CONFIG).is_file():
-        raise ConfigError(f"{path}: not a run folder (no {CONFIG})")
+    path = run_folder(path)
     status = read_status(path)
     if status.get("status") != "finished":
         raise ConfigError(f"{path}: the run did not finish (status: {status.get('status')}), "
                           "so it has no final adapter")
     if not (path / ADAPTER).is_dir():
         raise ConfigError(f"{path}: finished, but its {ADAPTER}/ folder is missing")
-    return FinishedRun(path, json.loads((path / CONFIG).read_text()), status)
+    return FinishedRun(path, read_json(path, CONFIG), status)

@@ -17,7 +17,7 @@ REASONING = "reasoning_content"
 ALIAS = "thinking"
 OPEN, CLOSE = "<think>", "</think>"
 
-MODES = ("on", "off")
+SWITCH_VALUES = ("on", "off")
 """What `--thinking` and `fasttune.chat(thinking=...)` take (eval.thinking adds 'default' and 'both');
 unset (None) leaves the template's own default."""
 
@@ -73,7 +73,7 @@ def switch(mode: str | bool | None) -> bool | None:
     """'on' / 'off' (or a bool) as the value of `enable_thinking`; None leaves it unset."""
     if mode is None or isinstance(mode, bool):
         return mode
-    if mode not in MODES:
+    if mode not in SWITCH_VALUES:
         raise ConfigError(f"thinking must be 'on' or 'off', got {mode!r}")
     return mode == "on"
 

@@ -8,8 +8,15 @@ from __future__ import annotations
 
 import os
 
+from fasttune.config import EMBEDDINGS
+from fasttune.memory import BackendMemory
+
 NAME = "hf"
-EMBEDDINGS = ["embed_tokens", "lm_head"]  # trained in full with lora.train_embeddings
+MEMORY = BackendMemory(
+    fp32_on_4bit=True,  # prepare_model_for_kbit_training casts embeddings, lm_head and the residual stream
+    offloads_checkpoints=False,  # checkpointed layer inputs stay on the GPU
+    logit_bytes=5,  # fitted: fp32 logits plus part of their gradient at the peak
+)
 
 
 def load(model_cfg, path: str, max_seq_length: int, gradient_checkpointing: bool, seed: int):
@@ -65,3 +72,13 @@ def for_inference(model) -> None:
 
 def for_training(model) -> None:
     model.train()
+
+
+def check_stack(say) -> None:
+    """transformers + peft on any stack fasttune installs: nothing to warn about."""
+    return None
+
+
+def gpu_path_missing() -> list[str]:
+    """`auto` picks this backend where Unsloth cannot run: its kernels are what the GPU path lacks."""
+    return ["Unsloth does not import (see backend reason)"]

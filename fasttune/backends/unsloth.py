@@ -12,8 +12,15 @@ from __future__ import annotations
 import sys
 import warnings
 
+from fasttune.config import EMBEDDINGS
+from fasttune.memory import BackendMemory
+
 NAME = "unsloth"
-EMBEDDINGS = ["embed_tokens", "lm_head"]
+MEMORY = BackendMemory(
+    fp32_on_4bit=False,  # embeddings and lm_head stay 16-bit on its QLoRA path
+    offloads_checkpoints=True,  # its gradient checkpointing offloads layer inputs to CPU memory
+    logit_bytes=2,  # fitted: its chunked cross-entropy keeps the logits in bf16
+)
 
 
 def try_import() -> str | None:
@@ -70,3 +77,18 @@ def for_training(model) -> None:
     from unsloth import FastLanguageModel
 
     FastLanguageModel.for_training(model)
+
+
+def check_stack(say) -> str | None:
+    """Unsloth on CUDA with transformers/trl outside the range it declares loses its memory savings
+    (fasttune/profiles.py says how much, and how to install the stack it declares)."""
+    import torch
+
+    from fasttune.profiles import warn_unsloth_stack_once
+
+    return warn_unsloth_stack_once(torch.cuda.is_available(), say)
+
+
+def gpu_path_missing() -> list[str]:
+    """Nothing: this backend is the GPU path (the machine's own gaps, env lists beside it)."""
+    return []

@@ -44,6 +44,11 @@ QUANTS = {
 }
 
 
+def parse_quants(text: str) -> list[str]:
+    """'q4_k_m, f16' -> ['q4_k_m', 'f16']: the comma-separated list `--quant` and `Run.export(quant=...)` take."""
+    return [q.strip() for q in text.split(",") if q.strip()]
+
+
 def check(formats: list[str], quants: list[str], where: str = "export") -> None:
     """Raise ConfigError naming every unknown format or quantization, and the valid ones."""
     unknown = [f for f in formats if f not in FORMATS]

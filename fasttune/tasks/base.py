@@ -69,6 +69,9 @@ class Task(ABC):
     """Why this task's model must not go to GGUF (the message export gives); None: it can."""
     progress_fields: ClassVar[tuple[str, ...]] = ()
     """Trainer log keys shown on the progress line beside the loss (e.g. GRPO's 'reward')."""
+    sequences_per_row: ClassVar[int] = 1
+    """Sequences the trainer runs for one data row, so a batch of N rows holds N x this many (DPO: 2,
+    the chosen and the rejected reply); `fasttune plan` and the `auto` sizes estimate memory with it."""
 
     @classmethod
     def from_config(cls, fields: dict) -> Task:
@@ -180,7 +183,8 @@ class SFTTask(Task):
 
     @abstractmethod
     def tokenize(self, row: dict, tokenizer, max_length: int) -> dict:
-        """{"input_ids", "labels" (-100 where no loss), "truncated"} for one validated row."""
+        """{"input_ids", "labels" (-100 where no loss), "truncated"} for one validated row: a
+        chat_template.Tokenized's `example()`."""
 
     def view_row(self, row: dict, tokenizer, max_length: int) -> RowView:
         whole = self.tokenize(row, tokenizer, 10**9)
@@ -209,6 +213,19 @@ class SFTTask(Task):
         return build_sft_trainer(recipe, model, tokenizer, train_ds, eval_ds, hooks)
 
 
+def prompt_messages(prompt: str | list[Message], system_prompt: str = "") -> list[Message]:
+    """A prompt column's value (a string or chat messages) as the messages the model is asked: a string
+    becomes one user turn, and `system_prompt`, when set, comes first (GRPO, DPO)."""
+    turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    return ([{"role": "system", "content": system_prompt}] if system_prompt else []) + turns
+
+
+def message_problems(column: str, messages: list) -> list[tuple[str, str]]:
+    """A prompt column given as a list of chat messages: each must be an object with string role and content."""
+    return [(f"{column}[{i}]", "must be an object with string role and content") for i, m in enumerate(messages)
+            if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str))]
+
+
 def marked(tokenizer, ids: list[int], trained: list[bool]) -> str:
     """Decoded text with every run of trained tokens inside [[ ]]."""
     out, start = [], 0
@@ -218,6 +235,13 @@ def marked(tokenizer, ids: list[int], trained: list[bool]) -> str:
             out.append(f"{TRAINED_OPEN}{text}{TRAINED_CLOSE}" if trained[start] else text)
             start = i
     return "".join(out)
+
+
+def share(flags) -> float | None:
+    """The share of true flags, to 4 places, as task metrics report it; None when there are none to count
+    (e.g. no held-out row needs a tool call): a share of nothing is no number, and 0.0 would read as all wrong."""
+    flags = list(flags)
+    return round(sum(flags) / len(flags), 4) if flags else None
 
 
 def one_line(text: str, limit: int = 400) -> str:

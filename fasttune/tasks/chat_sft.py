@@ -72,9 +72,8 @@ class ChatSFT(ReasoningData, SFTTask):
 
     def tokenize(self, row: dict, tokenizer, max_length: int) -> dict:
         """input_ids and labels (assistant tokens only) for one validated row."""
-        out = tokenize_conversation(tokenizer, row[self.column], max_length,
-                                    train_on_reasoning=self.train_on_reasoning)
-        return {"input_ids": out.input_ids, "labels": out.labels, "truncated": out.truncated}
+        return tokenize_conversation(tokenizer, row[self.column], max_length,
+                                     train_on_reasoning=self.train_on_reasoning).example()
 
     def row_has_reasoning(self, row: dict) -> bool:
         return thinking.has_reasoning(row[self.column])

@@ -22,7 +22,7 @@ from typing import ClassVar
 from fasttune.chat_template import tokenize_conversation
 from fasttune.data.validate import require_text
 from fasttune.errors import DataError, Problem
-from fasttune.tasks.base import SFTTask
+from fasttune.tasks.base import SFTTask, share
 
 IMBALANCE = 3.0  # warn when the largest class has this many times the rows of the smallest
 
@@ -47,9 +47,12 @@ class Classification(SFTTask):
     def __post_init__(self):
         self.train_counts: dict[str, int] = {}
 
-    def check_row(self, row: dict) -> list[tuple[str, str]]:
-        problems = require_text(row, self.text_column, self.label_column)
-        if not problems and self.labels and row[self.label_column] not in self.labels:
+    def check_row(self, row: dict, label_required: bool = True) -> list[tuple[str, str]]:
+        """`label_required=False` for rows to predict (`fasttune predict --file`): their label may be left
+        out (or null), and one they give is checked like a training row's, since predict scores it."""
+        labelled = label_required or row.get(self.label_column) is not None
+        problems = require_text(row, self.text_column, *([self.label_column] if labelled else []))
+        if not problems and labelled and self.labels and row[self.label_column] not in self.labels:
             problems.append((self.label_column, self.unknown_label(row[self.label_column])))
         return problems
 
@@ -85,8 +88,8 @@ class Classification(SFTTask):
         return turns + ([{"role": "assistant", "content": label}] if label is not None else [])
 
     def tokenize(self, row: dict, tokenizer, max_length: int) -> dict:
-        out = tokenize_conversation(tokenizer, self.messages(row[self.text_column], row[self.label_column]), max_length)
-        return {"input_ids": out.input_ids, "labels": out.labels, "truncated": out.truncated}
+        messages = self.messages(row[self.text_column], row[self.label_column])
+        return tokenize_conversation(tokenizer, messages, max_length).example()
 
     def prompt(self, row: dict):
         return self.messages(row[self.text_column]), row[self.label_column]
@@ -110,9 +113,9 @@ class Classification(SFTTask):
             f1[label] = round(2 * tp / (predicted + actual), 4) if predicted + actual else 0.0
         majority = max(self.train_counts, key=self.train_counts.get) if self.train_counts else self.labels[0]
         return {
-            "accuracy": round(sum(r == p for r, p in pairs) / len(pairs), 4),
+            "accuracy": share(r == p for r, p in pairs),
             "macro_f1": round(sum(f1.values()) / len(f1), 4),
-            "majority_baseline": round(sum(r == majority for r, _ in pairs) / len(pairs), 4),
+            "majority_baseline": share(r == majority for r, _ in pairs),
             "f1": f1,
             "confusion": {"labels": self.labels,
                           "rows_true_cols_predicted": [[sum(r == a and p == b for r, p in pairs) for b in self.labels]

@@ -20,7 +20,7 @@ from typing import ClassVar, Literal
 from fasttune.data.prepare import PrepStats
 from fasttune.data.validate import missing, require_text
 from fasttune.errors import ConfigError
-from fasttune.tasks.base import RowView, Task, marked, one_line
+from fasttune.tasks.base import RowView, Task, marked, message_problems, one_line, prompt_messages, share
 
 
 @dataclass
@@ -36,6 +36,7 @@ class DPO(Task):
 
     name: ClassVar[str] = "dpo"
     scores_outputs: ClassVar[bool] = True
+    sequences_per_row: ClassVar[int] = 2  # prompt + chosen and prompt + rejected, stacked in one batch
 
     def __post_init__(self):
         if self.beta <= 0:
@@ -47,9 +48,7 @@ class DPO(Task):
         if col not in row:
             problems.append(missing(row, col))
         elif isinstance(prompt, list) and prompt:
-            problems += [(f"{col}[{i}]", "must be an object with string role and content") for i, m in enumerate(prompt)
-                         if not (isinstance(m, dict) and isinstance(m.get("role"), str)
-                                 and isinstance(m.get("content"), str))]
+            problems += message_problems(col, prompt)
         elif not (isinstance(prompt, str) and prompt.strip()):
             problems.append((col, "must be a non-empty string or a list of messages"))
         if not problems and row["chosen"].strip() == row["rejected"].strip():
@@ -57,9 +56,7 @@ class DPO(Task):
         return problems
 
     def messages(self, row: dict) -> list[dict]:
-        prompt = row[self.prompt_column]
-        turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-        return ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else []) + turns
+        return prompt_messages(row[self.prompt_column], self.system_prompt)
 
     def _pair(self, row: dict, tokenizer, max_length: int):
         from fasttune.chat_template import tokenize_conversation
@@ -135,7 +132,7 @@ class DPO(Task):
         if not predictions:
             return {}
         p_chosen = [float(p) for p in predictions]
-        return {"preference_accuracy": round(sum(p > 0.5 for p in p_chosen) / len(p_chosen), 4),
+        return {"preference_accuracy": share(p > 0.5 for p in p_chosen),
                 "mean_p_chosen": round(sum(p_chosen) / len(p_chosen), 4), "rows": len(p_chosen)}
 
     def sample_answer(self, answer: str) -> str:

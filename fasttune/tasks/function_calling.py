@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from fasttune.chat_template import TOOLS_CHATML, tokenize_conversation
-from fasttune.tasks.base import SFTTask
+from fasttune.tasks.base import SFTTask, share
 
 CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
 
@@ -100,8 +100,7 @@ class FunctionCalling(SFTTask):
         return out
 
     def tokenize(self, row: dict, tokenizer, max_length: int) -> dict:
-        out = tokenize_conversation(tokenizer, normalized(row["messages"]), max_length, tools=row["tools"])
-        return {"input_ids": out.input_ids, "labels": out.labels, "truncated": out.truncated}
+        return tokenize_conversation(tokenizer, normalized(row["messages"]), max_length, tools=row["tools"]).example()
 
     def prompt(self, row: dict):
         messages = normalized(row["messages"])
@@ -114,7 +113,6 @@ class FunctionCalling(SFTTask):
         call_rows = [(p, json.loads(r)) for p, r in zip(predictions, references) if r != "(no tool call)"]
         plain_rows = [p for p, r in zip(predictions, references) if r == "(no tool call)"]
         parsed = [(parse_call(p), ref) for p, ref in call_rows]
-        share = lambda flags: round(sum(flags) / len(flags), 4) if flags else None  # noqa: E731
         return {
             "valid_call": share([c is not None for c, _ in parsed]),
             "tool_name": share([c is not None and c.get("name") == ref["name"] for c, ref in parsed]),

@@ -20,7 +20,7 @@ from typing import Any, Callable, ClassVar
 from fasttune.data.prepare import PrepStats
 from fasttune.data.validate import missing
 from fasttune.errors import ConfigError, RewardError
-from fasttune.tasks.base import TRAINED_CLOSE, TRAINED_OPEN, RowView, Task
+from fasttune.tasks.base import TRAINED_CLOSE, TRAINED_OPEN, RowView, Task, message_problems, prompt_messages
 
 
 def checked(fn: Callable) -> Callable:
@@ -102,9 +102,7 @@ class GRPO(Task):
         if isinstance(prompt, str):
             return [] if prompt.strip() else [(col, "is empty")]
         if isinstance(prompt, list) and prompt:
-            return [(f"{col}[{i}]", "must be an object with string role and content") for i, m in enumerate(prompt)
-                    if not (isinstance(m, dict) and isinstance(m.get("role"), str)
-                            and isinstance(m.get("content"), str))]
+            return message_problems(col, prompt)
         return [(col, f"must be a string or a list of messages, got {type(prompt).__name__}")]
 
     def view_row(self, row: dict, tokenizer, max_length: int) -> RowView:
@@ -127,9 +125,7 @@ class GRPO(Task):
                 "rows_missing_a_column": sum(any(c not in r.data for c in columns) for r in train_rows + eval_rows)}
 
     def messages(self, row: dict) -> list[dict]:
-        prompt = row[self.prompt_column]
-        turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-        return ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else []) + turns
+        return prompt_messages(row[self.prompt_column], self.system_prompt)
 
     def columns(self, row: dict) -> dict[str, Any]:
         return {k: v for k, v in row.items() if k != self.prompt_column}

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from fasttune import thinking
-from fasttune.chat_template import IGNORE, tokenize_conversation
+from fasttune.chat_template import IGNORE, Tokenized, tokenize_conversation
 from fasttune.data.validate import require_text
-from fasttune.tasks.base import SFTTask
+from fasttune.tasks.base import SFTTask, share
 from fasttune.tasks.reasoning import ReasoningData
 
 
@@ -52,14 +52,12 @@ class InstructSFT(ReasoningData, SFTTask):
 
     def tokenize(self, row: dict, tokenizer, max_length: int) -> dict:
         if self.template == "chat":
-            out = tokenize_conversation(tokenizer, self.messages(row), max_length,
-                                        train_on_reasoning=self.train_on_reasoning)
-            return {"input_ids": out.input_ids, "labels": out.labels, "truncated": out.truncated}
+            return tokenize_conversation(tokenizer, self.messages(row), max_length,
+                                         train_on_reasoning=self.train_on_reasoning).example()
         prompt_ids = tokenizer(row["prompt"])["input_ids"]  # BOS where the model uses one
         completion_ids = tokenizer(row["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        ids = prompt_ids + completion_ids
-        labels = [IGNORE] * len(prompt_ids) + completion_ids
-        return {"input_ids": ids[:max_length], "labels": labels[:max_length], "truncated": len(ids) > max_length}
+        return Tokenized.cut(prompt_ids + completion_ids, [IGNORE] * len(prompt_ids) + completion_ids,
+                             max_length).example()
 
     @staticmethod
     def messages(row: dict) -> list[dict]:
@@ -80,15 +78,15 @@ class InstructSFT(ReasoningData, SFTTask):
             return {}
         predictions = [thinking.split_answer(p)[1] for p in predictions]  # the answer after any think block
         if self.metric == "exact":
-            return {"exact_match": _share(p.strip() == r.strip() for p, r in zip(predictions, references))}
+            return {"exact_match": share(p.strip() == r.strip() for p, r in zip(predictions, references))}
         parsed = [_as_object(p) for p in predictions]
         refs = [_as_object(r) for r in references]
         fields = sorted({k for r in refs for k in r})
-        per_field = {f: _share(p is not None and f in p and p[f] == r.get(f) for p, r in zip(parsed, refs) if f in r)
+        per_field = {f: share(p is not None and f in p and p[f] == r.get(f) for p, r in zip(parsed, refs) if f in r)
                      for f in fields}
         return {
-            "json_valid": _share(p is not None for p in parsed),
-            "exact_match": _share(p == r for p, r in zip(parsed, refs)),
+            "json_valid": share(p is not None for p in parsed),
+            "exact_match": share(p == r for p, r in zip(parsed, refs)),
             "field_match": per_field,
             "rows": len(predictions),
         }
@@ -100,8 +98,3 @@ def _as_object(text: str) -> dict | None:
     except (json.JSONDecodeError, TypeError):
         return None
     return value if isinstance(value, dict) else None
-
-
-def _share(flags) -> float:
-    flags = list(flags)
-    return round(sum(flags) / len(flags), 4) if flags else 0.0

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
+from fasttune.chat_template import Tokenized
 from fasttune.data.validate import require_text
 from fasttune.tasks.base import SFTTask
 
@@ -36,7 +37,7 @@ class ContinuedPretraining(SFTTask):
     def tokenize(self, row: dict, tokenizer, max_length: int) -> dict:
         # Not truncated: packing cuts documents into rows, nothing is thrown away.
         ids = tokenizer(row[self.column])["input_ids"] + [tokenizer.eos_token_id]
-        return {"input_ids": ids, "labels": list(ids), "truncated": False}
+        return Tokenized(ids, list(ids), truncated=False).example()
 
     def prompt(self, row: dict) -> tuple[str, str]:
         text = row[self.column]
