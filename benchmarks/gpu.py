@@ -1,6 +1,6 @@
 """GPU benchmark: QLoRA training speed and peak memory of the Unsloth and HF backends on Llama shapes.
 
-On a CUDA machine, from the repository root (install as README says for GPUs):
+On a CUDA machine, from the repository root (install as docs/install.md says for GPUs):
 
     bash scripts/install.sh
     python benchmarks/gpu.py                # 1b,8b x chat_sft,continued_pretraining x 2048x2,16384x1 x unsloth,hf

@@ -103,8 +103,7 @@ class Train:
     eval_steps: int = 0
     """Evaluate every N steps (0: only before and after training)."""
     gradient_checkpointing: bool = True
-    """Recompute activations in the backward pass: less memory, more time (~30% of a step on this
-    project's 2-core CPU; 'unsloth' mode on Unsloth)."""
+    """Recompute activations in the backward pass: less memory, slower steps ('unsloth' mode on Unsloth)."""
     packing: Literal["auto", "on", "off"] = "auto"
     """Pack short examples into full rows, attention kept apart: TRL's padding-free packing on a GPU,
     fasttune's packed rows on CPU. 'auto': on with a GPU; on CPU length-grouped batches."""

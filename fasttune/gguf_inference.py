@@ -11,8 +11,8 @@ from fasttune.errors import ConfigError
 
 
 def open_model(path: Path, n_ctx: int = 2048, n_threads: int = 1):
-    """A `llama_cpp.Llama` for the file. One thread by default: on a busy 2-core machine two threads
-    were measured 3-10x slower."""
+    """A `llama_cpp.Llama` for the file. One thread by default: on a machine with few cores, busy with
+    other work, more threads compete for them and generate slower (benchmarks/README.md)."""
     import llama_cpp
 
     return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)

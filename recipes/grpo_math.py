@@ -4,7 +4,7 @@ Rows are {"prompt": ..., "answer": ...} (recipes/data/math_*.jsonl, made by make
 eval file uses templates and numbers the training file never shows). Each reward function gets the
 `answer` column; eval.json has the held-out accuracy (the mean of answer_match) and mean rewards
 before and after training. GRPO samples num_generations completions per prompt, so a step costs
-several generations: about 15 s per step on a 2-core CPU.
+several generations.
 
     fasttune run recipes/grpo_math.py
     fasttune run recipes/grpo_math.py train.max_steps=100 task.beta=0

@@ -1,6 +1,7 @@
-"""Two processes over gloo on this CPU, launched with README's own commands (`accelerate launch` and
-`torchrun`, DDP): one run folder written by rank 0, loss that falls, the same LoRA weights on both
-ranks, a checkpoint of the two-process run resumed by a one-process run, and the Unsloth backend."""
+"""Two processes over gloo on this CPU, launched with docs/distributed.md's own commands (`accelerate
+launch` and `torchrun`, DDP): one run folder written by rank 0, loss that falls, the same LoRA weights
+on both ranks, a checkpoint of the two-process run resumed by a one-process run, and the Unsloth
+backend."""
 
 from __future__ import annotations
 
@@ -28,13 +29,14 @@ LAUNCHERS = {"accelerate": "accelerate.commands.launch", "torchrun": "torch.dist
 
 
 def readme_command(start: str) -> str:
-    """README's two-process CPU command that starts with `start` (exactly one line does)."""
-    [command] = re.findall(rf"^{re.escape(start)} .+$", (ROOT / "README.md").read_text(), flags=re.MULTILINE)
+    """docs/distributed.md's two-process CPU command that starts with `start` (exactly one line does)."""
+    [command] = re.findall(rf"^{re.escape(start)} .+$", (ROOT / "docs" / "distributed.md").read_text(),
+                           flags=re.MULTILINE)
     return command
 
 
 def launch(start: str, runs, *overrides: str) -> subprocess.CompletedProcess:
-    """README's command, run with this interpreter's launcher module, a few steps into `runs`."""
+    """That command, run with this interpreter's launcher module, a few steps into `runs`."""
     assignment, launcher, *args = shlex.split(readme_command(start))
     name, value = assignment.split("=")
     if launcher == "accelerate":

@@ -77,7 +77,7 @@ def choose(name: str) -> tuple[Backend, str]:
             return unsloth, "unsloth: imported" + why
         if name == "unsloth":
             raise ConfigError(f"model.backend=unsloth, but Unsloth does not import: {error}. "
-                              "Install it (see README) or use model.backend=hf")
+                              "Install it (see docs/install.md) or use model.backend=hf")
         reason = f"hf: Unsloth does not import ({error})"
     else:
         reason = forced or "hf: requested"

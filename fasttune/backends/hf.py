@@ -1,5 +1,5 @@
 """The transformers + peft backend: the fallback when Unsloth is missing, and the path to several
-GPUs through every accelerate engine (README "Several GPUs"): under DDP each process puts the model on
+GPUs through every accelerate engine (docs/distributed.md): under DDP each process puts the model on
 its own LOCAL_RANK device; under FSDP / DeepSpeed the model loads unplaced and accelerate shards it.
 4-bit QLoRA through bitsandbytes when CUDA is present.
 """
