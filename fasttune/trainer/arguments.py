@@ -42,10 +42,12 @@ def embedding_optimizer(model, train):
     rather than through UnslothTrainer so that both backends share it."""
     import torch
 
+    from fasttune.config import EMBEDDINGS
+
     embedding, rest = [], []
     for name, param in model.named_parameters():
         if param.requires_grad:
-            (embedding if ("embed_tokens" in name or "lm_head" in name) else rest).append(param)
+            (embedding if any(e in name for e in EMBEDDINGS) else rest).append(param)
     groups = [{"params": rest, "lr": train.lr}, {"params": embedding, "lr": train.embedding_lr}]
     return torch.optim.AdamW(groups, lr=train.lr, weight_decay=train.weight_decay)
 
