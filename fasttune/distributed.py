@@ -130,9 +130,13 @@ def let_training_wrap(model) -> None:
 
 
 def finish() -> None:
-    """Close the process group at the end of a run (torch warns about one left open)."""
+    """Close the process group at the end of a run (torch warns about one left open), once every process
+    is there: rank 0 may still be generating its samples, and a process that closes the group and exits
+    under it brings the job down."""
     if launched():
-        _state().destroy_process_group()
+        state = _state()
+        state.wait_for_everyone()
+        state.destroy_process_group()
 
 
 def relaunch(config_file: str, argv: list[str]) -> None:

@@ -1,5 +1,6 @@
-"""Shared fixtures: the real SmolLM2 tokenizer and a recipe file writer. Helpers that tests import
-live in tests/helpers.py (a conftest is for pytest to load, not for tests to import)."""
+"""Shared fixtures: the real SmolLM2 tokenizer, a recipe file writer, and the trained runs that several
+test modules read (each trained once per session). Helpers that tests import live in tests/helpers.py
+(a conftest is for pytest to load, not for tests to import)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
+from helpers import CHAT_RUN, WANDB_UNREACHABLE, NotebookRun, TrainedRun, execute_notebook, train_run
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +41,32 @@ def write_recipe(tmp_path):
         return path
 
     return write
+
+
+# --- Trained runs that many tests read: each is trained once per test session, in a fresh process.
+@pytest.fixture(scope="session")
+def chat_run_hf(tmp_path_factory) -> TrainedRun:
+    """CHAT_RUN on the transformers + peft backend (tests/test_e2e.py, test_export.py, test_interrupts.py)."""
+    return train_run(tmp_path_factory.mktemp("chat-hf"), *CHAT_RUN, "model.backend=hf", env=WANDB_UNREACHABLE)
+
+
+@pytest.fixture(scope="session")
+def chat_run_unsloth(tmp_path_factory) -> TrainedRun:
+    """CHAT_RUN on the Unsloth backend (its CPU fallback here)."""
+    return train_run(tmp_path_factory.mktemp("chat-unsloth"), *CHAT_RUN, "model.backend=unsloth",
+                     env=WANDB_UNREACHABLE)
+
+
+@pytest.fixture(scope="session")
+def notebook_run(tmp_path_factory):
+    """notebook_run(recipe) -> NotebookRun: colab/<recipe>.ipynb executed once per session (helpers.NOTEBOOK_CI
+    says how). Its run is the task's end-to-end run too: tests/test_e2e_tasks.py, test_dpo.py,
+    test_e2e_thinking.py and test_api.py read it instead of training again."""
+    done: dict[str, NotebookRun] = {}
+
+    def run(name: str) -> NotebookRun:
+        if name not in done:
+            done[name] = execute_notebook(name, tmp_path_factory.mktemp(f"notebook-{name}"))
+        return done[name]
+
+    return run

@@ -1,10 +1,13 @@
-"""What several test modules share: the repository root and the CLI run in a fresh process."""
+"""What several test modules share: the repository root, the CLI run in a fresh process or in this one,
+and the settings of the trained runs tests/conftest.py provides."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,3 +22,104 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 900) -> subproce
         [sys.executable, "-m", "fasttune.cli", *args], cwd=ROOT, capture_output=True, text=True,
         timeout=timeout, env={k: v for k, v in merged.items() if v is not None},
     )
+
+
+CHAT_RUN = ("run", "recipes/chat_sft.py", "model.dtype=float32", "train.max_steps=8", "train.save_steps=2",
+            "train.eval_steps=4", "train.warmup_ratio=0", "eval.samples=2", "eval.max_new_tokens=16")
+"""The chat recipe, short: fp32 weights on both backends, so a reloaded adapter answers exactly as the
+trained model did (greedy near-ties in bf16 may flip between runs); checkpoints every 2 steps, so the
+resume and kill -9 tests can start from them and must end where this run ended."""
+FAKE_KEY = "fasttune-test-key-0123456789abcdef0123"
+WANDB_UNREACHABLE = {"WANDB_API_KEY": FAKE_KEY, "WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_MODE": None}
+"""A W&B key with no reachable server: the run must go offline and never write the key down."""
+
+
+@dataclass
+class TrainedRun:
+    path: Path
+    """The run folder."""
+    output: str
+    """What the command printed (stdout, then stderr)."""
+    args: tuple[str, ...]
+    """The command's arguments (after `fasttune`), log.runs_dir and backend included."""
+
+
+def train_run(runs: Path, *args: str, env: dict | None = None) -> TrainedRun:
+    """`fasttune ARGS log.runs_dir=RUNS` in a fresh process; it must finish and leave one run folder."""
+    args = (*args, f"log.runs_dir={runs}")
+    result = run_cli(*args, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    [path] = list(runs.iterdir())
+    return TrainedRun(path, result.stdout + result.stderr, args)
+
+
+def invoke(*args: str) -> subprocess.CompletedProcess:
+    """`fasttune ARGS` in this process (click's CliRunner), for commands that train nothing (chat, export,
+    check, refusals): no interpreter start and library import per call. Training keeps `run_cli`."""
+    from click.testing import CliRunner
+
+    from fasttune.cli import main
+
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+
+
+@dataclass
+class NotebookCI:
+    """How CI runs one recipe's notebook: a few steps with the settings the task's own tests need, since
+    they read the run this notebook trains (tests/conftest.py's `notebook_run`)."""
+
+    steps: int
+    """MAX_STEPS."""
+    quant: str
+    """EXPORT_QUANT: the GGUF type its export cell writes."""
+    extra: tuple[str, ...]
+    """EXTRA overrides, after the notebook's own."""
+
+
+FP32 = "model.dtype=float32"  # greedy answers that reload exactly (bf16 near-ties may flip between runs)
+NOTEBOOK_CI = {
+    "chat_sft": NotebookCI(2, "q4_k_m", ("eval.metric_rows=8", "eval.samples=2")),
+    "classification": NotebookCI(8, "f16", ("model.backend=hf", FP32, "eval.metric_rows=24", "eval.samples=2")),
+    "continued_pretraining": NotebookCI(4, "f16", (FP32, "eval.samples=1", "eval.max_new_tokens=8")),
+    "dpo": NotebookCI(4, "f16", (FP32, "train.batch_size=2", "train.lr=2e-4", "eval.metric_rows=8")),
+    "function_calling": NotebookCI(3, "f16", (FP32, "eval.metric_rows=4", "eval.samples=4", "eval.max_new_tokens=40",
+                                              "data.eval=0.03")),
+    "grpo_math": NotebookCI(2, "f16", (FP32, "eval.metric_rows=4", "eval.samples=4", "eval.max_new_tokens=24",
+                                       "task.max_completion_length=24", "train.lr=1e-4")),
+    "instruct_sft": NotebookCI(4, "f16", (FP32, "eval.metric_rows=6", "eval.samples=6", "eval.max_new_tokens=32")),
+    "reasoning_sft": NotebookCI(4, "f16", (FP32, "eval.metric_rows=8", "eval.samples=8", "eval.max_new_tokens=48")),
+}
+
+
+@dataclass
+class NotebookRun:
+    path: Path
+    """The run folder the notebook trained."""
+    outputs: str
+    """Every code cell's text and data outputs, joined."""
+
+
+def execute_notebook(name: str, runs: Path) -> NotebookRun:
+    """colab/NAME.ipynb run top to bottom on CPU as NOTEBOOK_CI says, its Colab install cell skipped, its
+    runs in `runs`, W&B offline (no network, no key here)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    ci = NOTEBOOK_CI[name]
+    nb = nbformat.read(ROOT / "colab" / f"{name}.ipynb", as_version=4)
+    at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    extra = [*ci.extra, f"log.runs_dir={runs}"]
+    parameters = f"MAX_STEPS = {ci.steps}\nEXPORT_QUANT = {ci.quant!r}\nEXTRA = {extra!r}"
+    nb.cells.insert(at + 1, nbformat.v4.new_code_cell(parameters))
+    nb.cells = [c for c in nb.cells if "colab-install" not in c.metadata.get("tags", [])]
+    before = os.environ.get("WANDB_MODE")
+    os.environ["WANDB_MODE"] = "offline"  # the kernel inherits it
+    try:
+        NotebookClient(nb, timeout=1200, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    finally:
+        os.environ.pop("WANDB_MODE") if before is None else os.environ.update(WANDB_MODE=before)
+    [path] = list(runs.iterdir())  # the notebook trained exactly one run, where CI said
+    outputs = "\n".join(o.get("text", "") + "\n" + json.dumps(o.get("data", {})) for c in nb.cells
+                        if c.cell_type == "code" for o in c.outputs)
+    return NotebookRun(path, outputs)

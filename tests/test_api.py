@@ -1,6 +1,6 @@
 """The Python API (fasttune/api.py) that notebooks use: it returns what the run folder holds and
-answers as the CLI does. Training runs in a fresh process, as in a notebook kernel (Unsloth must be
-imported before transformers, which this pytest process has usually imported already)."""
+answers as the CLI does. Training through it happens in the notebooks' kernels (tests/test_notebooks.py),
+fresh processes where Unsloth is imported first; this pytest process has imported transformers already."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 import fasttune
 from fasttune.errors import ConfigError
-from helpers import ROOT, run_cli
+from helpers import ROOT, invoke
 
 QUESTION = "What is the capital of Italy?"
 
@@ -46,33 +46,28 @@ def test_chat_can_be_called_twice_in_one_session(tmp_path):
 
 
 @pytest.mark.e2e
-def test_train_returns_the_run_folder_contents_and_chat_answers_as_the_cli(tmp_path):
-    script = textwrap.dedent(f"""
-        import json, fasttune
-        recipe = fasttune.load("recipes/chat_sft.py", "train.max_steps=2", "eval.samples=2",
-                               "log.report_to=[]", "log.runs_dir={tmp_path / 'runs'}")
-        report = fasttune.check(recipe, show=False)
-        run = fasttune.train(recipe)
-        print("RESULT " + json.dumps({{"task": report["task"], "path": str(run.path), "status": run.status,
-            "compare": run.compare(), "samples": run.samples, "metrics": run.metrics,
-            "figures": [f.name for f in run.figures], "wandb": run.wandb,
-            "answer": run.chat({QUESTION!r}, max_new_tokens=16)}}))
-        """)
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "imported before unsloth" not in done.stderr  # check() imported Unsloth first
-    got = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[7:])
+def test_a_run_holds_what_the_run_folder_holds_and_chats_as_the_cli(notebook_run, tmp_path):
+    """The chat_sft notebook trained its run through this API (fasttune.train, in a kernel where Unsloth
+    came first); read back here through fasttune.Run, it gives the run folder's figures and answers as
+    `fasttune chat` does."""
+    import shutil
 
-    run_dir = ROOT / got["path"]
-    summary = json.loads((run_dir / "eval.json").read_text())
-    assert got["task"] == "chat_sft" and got["status"]["status"] == "finished"
-    loss = next(row for row in got["compare"] if row["metric"] == "eval_loss")
+    run = fasttune.Run(notebook_run("chat_sft").path)
+    # model.backend=hf: check() imports the backend first, and this process must not import Unsloth late
+    report = fasttune.check(fasttune.load("recipes/chat_sft.py", "model.backend=hf"), show=False)
+    summary = json.loads((run.path / "eval.json").read_text())
+    assert report["task"] == "chat_sft" and run.status["status"] == "finished"
+    loss = next(row for row in run.compare() if row["metric"] == "eval_loss")
     assert (loss["before"], loss["after"]) == (summary["before"]["eval_loss"], summary["after"]["eval_loss"])
-    assert [m["step"] for m in got["metrics"] if "loss" in m] == [1, 2]
-    samples_md = (run_dir / "samples.md").read_text()
-    assert len(got["samples"]) == 2 and all(s["after"] in samples_md and s["reference"] for s in got["samples"])
-    assert "loss.png" in got["figures"] and got["wandb"].startswith("not logged")
+    assert [m["step"] for m in run.metrics if "loss" in m] == [1, 2]
+    samples_md = (run.path / "samples.md").read_text()
+    assert len(run.samples) == 2 and all(s["after"] in samples_md and s["reference"] for s in run.samples)
+    assert "loss.png" in [f.name for f in run.figures] and run.wandb.startswith("offline:")
+    unlogged = tmp_path / "unlogged"
+    shutil.copytree(run.path, unlogged, ignore=shutil.ignore_patterns("wandb", "export", "checkpoints"))
+    assert fasttune.Run(unlogged).wandb.startswith("not logged")
 
-    cli = run_cli("chat", str(run_dir), "--prompt", QUESTION, "--max-new-tokens", "16")
+    answer = run.chat(QUESTION, max_new_tokens=16)
+    cli = invoke("chat", str(run.path), "--prompt", QUESTION, "--max-new-tokens", "16")
     assert cli.returncode == 0, cli.stderr
-    assert got["answer"] and got["answer"] == cli.stdout.strip()
+    assert answer and answer == cli.stdout.strip()

@@ -1,5 +1,5 @@
-"""DPO, the task added through the task contract alone: its data checks, and a short real run whose
-preference accuracy is recomputed here from the trained adapter's own log-probabilities."""
+"""DPO, the task added through the task contract alone: its data checks, and a short real run (the dpo
+notebook's) whose preference accuracy is recomputed here from the trained adapter's own log-probabilities."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import ROOT, run_cli
+from helpers import ROOT, invoke
 
 EVAL_PAIRS = 8
 
@@ -25,20 +25,18 @@ def test_bad_pairs_are_named_by_file_line_and_field(row, where, tmp_path):
     good = {"prompt": "What is 2 + 2?", "chosen": "4.", "rejected": "5."}
     data = tmp_path / "pairs.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in (good, good, row, good)) + "\n")
-    result = run_cli("run", "recipes/dpo.py", f"data.path={data}", f"data.eval={data}", f"log.runs_dir={tmp_path / 'runs'}")
+    result = invoke("run", "recipes/dpo.py", f"data.path={data}", f"data.eval={data}", f"log.runs_dir={tmp_path / 'runs'}")
     assert result.returncode == 2 and f"{data}:3: {where}" in result.stderr, result.stderr[-2000:]
     assert not (tmp_path / "runs").exists()
 
 
 @pytest.fixture(scope="module")
-def dpo_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("dpo")
-    eval_file = tmp / "pairs_eval.jsonl"
+def dpo_run(notebook_run, tmp_path_factory):
+    """The dpo notebook's run (a few steps, tests/helpers.py NOTEBOOK_CI): preference accuracy on the first
+    EVAL_PAIRS held-out pairs, which eval_file holds."""
+    run_dir = notebook_run("dpo").path
+    eval_file = tmp_path_factory.mktemp("dpo") / "pairs_eval.jsonl"
     eval_file.write_text("".join((ROOT / "recipes/data/pref_eval.jsonl").read_text().splitlines(True)[:EVAL_PAIRS]))
-    result = run_cli("run", "recipes/dpo.py", f"log.runs_dir={tmp / 'runs'}", "log.report_to=[]", "model.dtype=float32",
-                     f"data.eval={eval_file}", "train.max_steps=4", "train.batch_size=2", "train.lr=2e-4")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    [run_dir] = list((tmp / "runs").iterdir())
     return run_dir, json.loads((run_dir / "eval.json").read_text()), eval_file
 
 

@@ -1,9 +1,6 @@
 """End to end, once per backend: `fasttune run recipes/chat_sft.py` for a few steps on the embedded
-SmolLM2-135M, in a fresh process, then checks of what it left behind.
-
-fp32 weights on both backends, so the reloaded adapter can be checked to answer exactly as the
-trained model did (Unsloth's default on a bf16-capable CPU is bfloat16, where greedy near-ties
-may flip between runs)."""
+SmolLM2-135M, in a fresh process (the session's CHAT_RUN, tests/helpers.py), then checks of what it
+left behind; and a resume from its checkpoints."""
 
 from __future__ import annotations
 
@@ -14,26 +11,18 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import run_cli
+from helpers import FAKE_KEY, invoke, run_cli
 
 pytestmark = pytest.mark.e2e  # trains or converts the embedded model: minutes on CPU
 
-FAKE_KEY = "fasttune-test-key-0123456789abcdef0123"
-STEPS = 6
+STEPS = 8  # CHAT_RUN's train.max_steps
 
 
-@pytest.fixture(scope="module", params=["unsloth", "hf"])
-def finished_run(request, tmp_path_factory):
-    runs = tmp_path_factory.mktemp(f"runs-{request.param}")
-    result = run_cli(
-        "run", "recipes/chat_sft.py", f"model.backend={request.param}", "model.dtype=float32",
-        f"train.max_steps={STEPS}", "train.eval_steps=3", f"log.runs_dir={runs}", "eval.samples=2", "eval.max_new_tokens=16",
-        # A key with no reachable server: the run must go offline and never write the key down.
-        env={"WANDB_API_KEY": FAKE_KEY, "WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_MODE": None},
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    [run_dir] = list(runs.iterdir())
-    return request.param, run_dir, result.stdout + result.stderr
+@pytest.fixture(params=["unsloth", "hf"])
+def finished_run(request):
+    """The session's CHAT_RUN on each backend (tests/conftest.py): (backend, run folder, output)."""
+    run = request.getfixturevalue(f"chat_run_{request.param}")
+    return request.param, run.path, run.output
 
 
 def test_run_folder_is_complete_and_finished(finished_run):
@@ -69,8 +58,8 @@ def test_tokens_are_counted_by_fasttune_on_every_backend(finished_run):
     counts = [r["tokens"] for r in records if "loss" in r]
     assert counts == sorted(counts) and counts[-1] == summary["train_tokens"]
     assert "seem to have been set" not in stdout  # generation warns no more (Unsloth set max_length)
-    # eval before training (step 0), every train.eval_steps=3 steps, and after training
-    assert [r["step"] for r in records if "eval_loss" in r] == [0, 3, 6, 6]
+    # eval before training (step 0), every train.eval_steps=4 steps, and after training
+    assert [r["step"] for r in records if "eval_loss" in r] == [0, 4, 8, 8]
 
 
 def test_lora_weights_changed(finished_run):
@@ -121,32 +110,31 @@ def test_wandb_ran_offline_and_the_key_was_never_written(finished_run):
             assert FAKE_KEY.encode() not in path.read_bytes(), path
 
 
-def test_checkpoints_and_resume(tmp_path):
-    quick = ["log.report_to=[]", "eval.samples=0", f"log.runs_dir={tmp_path}",
-             "data.max_seq_length=auto", "train.batch_size=auto"]  # resolved before the run folder exists
-    first = run_cli("run", "recipes/chat_sft.py", "train.max_steps=4", "train.save_steps=2", *quick)
-    assert first.returncode == 0, first.stderr[-3000:]
-    [run_a] = list(tmp_path.iterdir())
-    config = json.loads((run_a / "config.json").read_text())
-    length = config["data"]["max_seq_length"]
-    assert config["train"]["batch_size"] == 4 and isinstance(length, int) and length % 64 == 0
-    assert f"data.max_seq_length=auto: {length} (longest training row" in first.stdout
-    assert sorted(p.name for p in (run_a / "checkpoints").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+def test_checkpoints_and_resume(chat_run_hf, tmp_path):
+    run_a = chat_run_hf.path
+    assert sorted(p.name for p in (run_a / "checkpoints").glob("checkpoint-*")) == ["checkpoint-6", "checkpoint-8"]
     after_a = json.loads((run_a / "eval.json").read_text())["after"]["eval_loss"]
 
-    second = run_cli("run", "recipes/chat_sft.py", "train.max_steps=6", f"train.resume={run_a}", *quick)
+    # resolved before the run folder exists: the checkpoint's batch size, and a length that holds every row
+    auto = ["data.max_seq_length=auto", "train.batch_size=auto", "eval.samples=0", "log.report_to=[]"]
+    second = run_cli(*chat_run_hf.args[:-1], "train.max_steps=10", f"train.resume={run_a}", *auto,
+                     f"log.runs_dir={tmp_path}")
     assert second.returncode == 0, second.stderr[-3000:]
-    [run_b] = [p for p in tmp_path.iterdir() if p != run_a]
+    [run_b] = list(tmp_path.iterdir())
+    config = json.loads((run_b / "config.json").read_text())
+    length = config["data"]["max_seq_length"]
+    assert config["train"]["batch_size"] == 4 and isinstance(length, int) and length % 64 == 0
+    assert f"data.max_seq_length=auto: {length} (longest training row" in second.stdout
     summary = json.loads((run_b / "eval.json").read_text())
-    assert summary["resumed_from"] == str(run_a / "checkpoints" / "checkpoint-4")
+    assert summary["resumed_from"] == str(run_a / "checkpoints" / "checkpoint-8")
     assert summary["before"]["eval_loss"] == after_a  # it starts where the first run ended
     steps = [json.loads(line)["step"] for line in (run_b / "metrics.jsonl").read_text().splitlines()
              if "loss" in json.loads(line)]
-    assert steps == [5, 6]
+    assert steps == [9, 10]
 
 
 def test_resume_from_a_folder_without_checkpoints_is_refused(tmp_path):
-    result = run_cli("run", "recipes/chat_sft.py", f"train.resume={tmp_path}", f"log.runs_dir={tmp_path / 'runs'}")
+    result = invoke("run", "recipes/chat_sft.py", f"train.resume={tmp_path}", f"log.runs_dir={tmp_path / 'runs'}")
     assert result.returncode == 2
     assert "neither a checkpoint folder nor a run folder with checkpoints" in result.stderr
     assert not (tmp_path / "runs").exists()

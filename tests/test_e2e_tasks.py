@@ -1,6 +1,7 @@
-"""End to end for instruction SFT, continued pre-training and classification: a few steps each on
-the embedded model in a fresh process, then checks that the metric was computed from the model's
-real outputs and that training changed what it should."""
+"""End to end for instruction SFT, continued pre-training, classification, GRPO and function calling:
+the run each recipe's notebook trained (a few steps on the embedded model, tests/conftest.py's
+`notebook_run`), checked for a metric computed from the model's real outputs and for training having
+changed what it should."""
 
 from __future__ import annotations
 
@@ -10,24 +11,18 @@ import re
 import pytest
 from safetensors.torch import load_file
 
-from helpers import ROOT, run_cli
+from helpers import ROOT, invoke, run_cli
 
 pytestmark = pytest.mark.e2e  # trains or converts the embedded model: minutes on CPU
 
-QUICK = ["log.report_to=[]", "model.dtype=float32"]
-
-
-def finished(tmp_path, recipe: str, *overrides: str) -> tuple:
-    result = run_cli("run", recipe, f"log.runs_dir={tmp_path}", *QUICK, *overrides)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    [run_dir] = list(tmp_path.iterdir())
+def finished(notebook_run, recipe: str) -> tuple:
+    run_dir = notebook_run(recipe).path
     assert json.loads((run_dir / "status.json").read_text())["status"] == "finished"
     return run_dir, json.loads((run_dir / "eval.json").read_text())
 
 
-def test_instruct_sft_json_metric_comes_from_the_answers(tmp_path):
-    run_dir, summary = finished(tmp_path, "recipes/instruct_sft.py", "train.max_steps=4", "eval.metric_rows=6",
-                                "eval.samples=6", "eval.max_new_tokens=32")
+def test_instruct_sft_json_metric_comes_from_the_answers(notebook_run):
+    run_dir, summary = finished(notebook_run, "instruct_sft")
     assert summary["after"]["eval_loss"] < summary["before"]["eval_loss"]
     # samples.md lists the same 6 answers the metric scored: recompute json_valid from them
     for phase in ("before", "after"):
@@ -43,9 +38,8 @@ def test_instruct_sft_json_metric_comes_from_the_answers(tmp_path):
         assert set(summary[phase]["field_match"]) == {"name", "age", "city", "job"}
 
 
-def test_continued_pretraining_lowers_perplexity_and_trains_embeddings(tmp_path):
-    run_dir, summary = finished(tmp_path, "recipes/continued_pretraining.py", "train.max_steps=4", "eval.samples=1",
-                                "eval.max_new_tokens=8")
+def test_continued_pretraining_lowers_perplexity_and_trains_embeddings(notebook_run):
+    run_dir, summary = finished(notebook_run, "continued_pretraining")
     assert summary["after"]["perplexity"] < summary["before"]["perplexity"]
     assert summary["after"]["perplexity"] == pytest.approx(2.718281828 ** summary["after"]["eval_loss"], rel=1e-3)
     assert summary["data"]["train"]["truncated"] == 0  # packing cut documents into rows, it dropped nothing
@@ -62,10 +56,8 @@ def test_continued_pretraining_lowers_perplexity_and_trains_embeddings(tmp_path)
 
 
 @pytest.fixture(scope="module")
-def classification_run(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("classification")
-    return finished(runs, "recipes/classification.py", "model.backend=hf", "train.max_steps=8",
-                    "eval.metric_rows=24", "eval.samples=2")
+def classification_run(notebook_run):
+    return finished(notebook_run, "classification")
 
 
 def test_classification_metrics_and_confusion_matrix(classification_run):
@@ -83,7 +75,7 @@ def test_classification_metrics_and_confusion_matrix(classification_run):
 def test_predict_answers_only_valid_labels_and_agrees_with_the_run(classification_run, tmp_path):
     run_dir, summary = classification_run
     labels = json.loads((run_dir / "config.json").read_text())["task"]["labels"]
-    result = run_cli("predict", str(run_dir), "--text", "wake me up at six tomorrow", "--json")
+    result = invoke("predict", str(run_dir), "--text", "wake me up at six tomorrow", "--json")
     assert result.returncode == 0, result.stderr[-2000:]
     [answer] = [json.loads(line) for line in result.stdout.splitlines()]
     assert answer["label"] in labels and set(answer["probabilities"]) == set(labels)
@@ -91,7 +83,7 @@ def test_predict_answers_only_valid_labels_and_agrees_with_the_run(classificatio
     # the first 24 eval rows, scored by predict, give the accuracy the run recorded
     first = tmp_path / "first.jsonl"
     first.write_text("\n".join((ROOT / "recipes/data/intent_eval.jsonl").read_text().splitlines()[:24]) + "\n")
-    result = run_cli("predict", str(run_dir), "--file", str(first))
+    result = invoke("predict", str(run_dir), "--file", str(first))
     assert result.returncode == 0, result.stderr[-2000:]
     accuracy = float(re.search(r"accuracy ([0-9.]+)", result.stdout).group(1))
     assert accuracy == pytest.approx(summary["after"]["accuracy"], abs=1 / 24 + 1e-6)
@@ -101,7 +93,7 @@ def test_predict_refuses_a_label_outside_the_set(classification_run, tmp_path):
     run_dir, _ = classification_run
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "play jazz", "label": "play_music"}\n{"text": "hi", "label": "greeting"}\n')
-    result = run_cli("predict", str(run_dir), "--file", str(bad))
+    result = invoke("predict", str(run_dir), "--file", str(bad))
     assert result.returncode == 2
     assert f"{bad}:2: label: label 'greeting' is not one of the valid labels" in result.stderr
 
@@ -111,9 +103,8 @@ def lora_b_trained(run_dir) -> bool:
     return all(v.abs().max() > 0 for k, v in weights.items() if "lora_B" in k)
 
 
-def test_grpo_rewards_come_from_real_generations_and_weights_change(tmp_path):
-    run_dir, summary = finished(tmp_path, "recipes/grpo_math.py", "train.max_steps=2", "eval.metric_rows=4",
-                                "eval.samples=4", "eval.max_new_tokens=24", "task.max_completion_length=24", "train.lr=1e-4")
+def test_grpo_rewards_come_from_real_generations_and_weights_change(notebook_run):
+    run_dir, summary = finished(notebook_run, "grpo_math")
     assert lora_b_trained(run_dir)
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if "rewards/answer_match/mean" in r]
@@ -149,9 +140,8 @@ def test_grpo_stops_on_a_broken_reward_and_names_it(tmp_path):
     assert json.loads((run_dir / "status.json").read_text())["status"] == "failed"
 
 
-def test_function_calling_metric_comes_from_the_answers(tmp_path):
-    run_dir, summary = finished(tmp_path, "recipes/function_calling.py", "train.max_steps=3", "eval.metric_rows=4",
-                                "eval.samples=4", "eval.max_new_tokens=40", "data.eval=0.03")
+def test_function_calling_metric_comes_from_the_answers(notebook_run):
+    run_dir, summary = finished(notebook_run, "function_calling")
     assert lora_b_trained(run_dir)
     assert summary["after"]["eval_loss"] < summary["before"]["eval_loss"]
     from fasttune.tasks.function_calling import parse_call

@@ -1,4 +1,4 @@
-"""End to end for thinking mode: the reasoning recipe for a few steps with its export, then checks
+"""End to end for thinking mode: the reasoning recipe's notebook run (a few steps, then its export), checked
 that eval.json's accuracies with thinking on and off were computed from the answers samples.json
 shows, that the merged folder, the GGUF and the Modelfile keep the thinking template, and that
 `fasttune chat --thinking on|off` works on all three targets (and is refused where the template has
@@ -14,7 +14,7 @@ import pytest
 from fasttune import thinking
 from fasttune.chat_template import THINK_CHATML
 from fasttune.export.modelfile import THINK_CHATML_TEMPLATE
-from helpers import run_cli
+from helpers import invoke
 
 pytestmark = pytest.mark.e2e  # trains or converts the embedded model: minutes on CPU
 
@@ -22,14 +22,9 @@ QUESTION = "How many hours are in 5 days?"
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    result = run_cli("run", "recipes/reasoning_sft.py", f"log.runs_dir={runs}", "log.report_to=[]",
-                     "model.dtype=float32", "train.max_steps=4", "eval.metric_rows=8", "eval.samples=8",
-                     "eval.max_new_tokens=48", "export.formats=[merged,gguf]", "export.verify_prompts=2")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    [path] = list(runs.iterdir())
-    return path
+def run_dir(notebook_run):
+    """The reasoning_sft notebook's run: a few steps, then its export cell (merged and an f16 GGUF)."""
+    return notebook_run("reasoning_sft").path
 
 
 def answer_of(sample: str) -> str:
@@ -60,7 +55,7 @@ def test_export_keeps_the_thinking_template(run_dir):
     from fasttune.gguf_inference import chat_template
 
     out = run_dir / "export"
-    assert (run_dir / "status.json").read_text().count('"done"') == 1  # the recipe's own export finished
+    assert json.loads((run_dir / "status.json").read_text())["export"] == "done"  # the notebook's export finished
     assert (out / "merged" / "chat_template.jinja").read_text() == THINK_CHATML
     assert chat_template(out / "model-f16.gguf") == THINK_CHATML
     assert f'TEMPLATE """{THINK_CHATML_TEMPLATE}"""' in (out / "model-f16.Modelfile").read_text()
@@ -73,7 +68,7 @@ def test_chat_toggles_thinking_on_the_run_folder_merged_folder_and_gguf(run_dir)
     answers = {}
     for name, target in {"run": run_dir, "merged": out / "merged", "gguf": out / "model-f16.gguf"}.items():
         for mode in ("on", "off"):
-            result = run_cli("chat", str(target), "--prompt", QUESTION, "--thinking", mode, "--max-new-tokens", "24")
+            result = invoke("chat", str(target), "--prompt", QUESTION, "--thinking", mode, "--max-new-tokens", "24")
             assert result.returncode == 0, result.stderr[-2000:]
             answers[name, mode] = result.stdout.strip()
     # the GGUF renders the switch as the merged folder does, so it answers the same; the run folder
@@ -94,5 +89,5 @@ def test_a_template_without_the_switch_refuses_thinking(run_dir, tmp_path):
     from fasttune.chat_template import CHATML
 
     (plain / "chat_template.jinja").write_text(CHATML)
-    result = run_cli("chat", str(plain), "--prompt", QUESTION, "--thinking", "off")
+    result = invoke("chat", str(plain), "--prompt", QUESTION, "--thinking", "off")
     assert result.returncode == 2 and "no thinking switch" in result.stderr, result.stderr[-2000:]

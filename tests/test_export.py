@@ -1,5 +1,5 @@
-"""Export and chat, offline: a few training steps, then adapter, merged and GGUF (f16, q8_0, q4_k_m)
-from one run; the merged model matches the adapter model, llama.cpp's f16 answers match
+"""Export and chat, offline: adapter, merged and GGUF (f16, q8_0, q4_k_m) from the session's trained chat
+run; the merged model matches the adapter model, llama.cpp's f16 answers match
 transformers' token for token, and `fasttune chat` answers the same through every target."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 
-from helpers import run_cli
+from helpers import invoke, run_cli
 
 pytestmark = pytest.mark.e2e  # trains or converts the embedded model: minutes on CPU
 
@@ -18,18 +18,14 @@ PROMPT = "What is the capital of France?"
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    result = run_cli("run", "recipes/chat_sft.py", "model.backend=hf", "train.max_steps=4", "eval.samples=0",
-                     "log.report_to=[]", f"log.runs_dir={runs}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    [path] = list(runs.iterdir())
-    return path
+def run_dir(chat_run_hf):
+    """The session's CHAT_RUN on the hf backend (tests/conftest.py)."""
+    return chat_run_hf.path
 
 
 @pytest.fixture(scope="module")
 def exported(run_dir):
-    result = run_cli("export", str(run_dir), "--to", "adapter", "--to", "merged", "--to", "gguf",
+    result = invoke("export", str(run_dir), "--to", "adapter", "--to", "merged", "--to", "gguf",
                      "--quant", "f16,q8_0,q4_k_m", "--verify-prompts", "2")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return run_dir / "export", json.loads((run_dir / "export" / "export.json").read_text())
@@ -90,7 +86,7 @@ def test_chat_answers_the_same_through_run_merged_and_gguf(run_dir, exported):
     out, _ = exported
     answers = {}
     for name, target in {"run": run_dir, "merged": out / "merged", "gguf": out / "model-f16.gguf"}.items():
-        result = run_cli("chat", str(target), "--prompt", PROMPT, "--max-new-tokens", "24")
+        result = invoke("chat", str(target), "--prompt", PROMPT, "--max-new-tokens", "24")
         assert result.returncode == 0, result.stderr[-2000:]
         answers[name] = result.stdout.strip()
     assert answers["run"] and answers["run"] == answers["merged"] == answers["gguf"], answers
@@ -99,22 +95,22 @@ def test_chat_answers_the_same_through_run_merged_and_gguf(run_dir, exported):
 def test_chat_continue_extends_the_assistant_message(exported):
     out, _ = exported
     prefix = "Ahoy! The capital of France"
-    result = run_cli("chat", str(out / "merged"), "--prompt", PROMPT, "--continue", prefix, "--max-new-tokens", "12")
+    result = invoke("chat", str(out / "merged"), "--prompt", PROMPT, "--continue", prefix, "--max-new-tokens", "12")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith(prefix) and len(result.stdout.strip()) > len(prefix)
 
 
 def test_export_refuses_bad_requests_without_writing(run_dir, exported, tmp_path):
-    result = run_cli("export", str(run_dir), "--to", "gguf", "--quant", "q3_xx")
+    result = invoke("export", str(run_dir), "--to", "gguf", "--quant", "q3_xx")
     assert result.returncode == 2 and "unknown GGUF quantization q3_xx; valid: f16" in result.stderr
-    result = run_cli("export", str(run_dir), "--to", "merged")
+    result = invoke("export", str(run_dir), "--to", "merged")
     assert result.returncode == 2 and "exists; pass --force" in result.stderr
     fake = tmp_path / "classifier"
     shutil.copytree(run_dir, fake, ignore=shutil.ignore_patterns("export", "checkpoints"))
     config = json.loads((fake / "config.json").read_text())
     config["task"] = {"type": "Classification", "labels": ["a", "b"]}
     (fake / "config.json").write_text(json.dumps(config))
-    result = run_cli("export", str(fake), "--to", "gguf")
+    result = invoke("export", str(fake), "--to", "gguf")
     assert result.returncode == 2 and "classification model cannot be exported to GGUF" in result.stderr
     assert not (fake / "export").exists()
 
@@ -137,6 +133,6 @@ def test_a_failed_export_leaves_the_trained_run_finished(tmp_path):
 
 
 def test_classification_to_gguf_is_refused_before_training(tmp_path):
-    result = run_cli("run", "recipes/classification.py", "export.formats=[gguf]", f"log.runs_dir={tmp_path}")
+    result = invoke("run", "recipes/classification.py", "export.formats=[gguf]", f"log.runs_dir={tmp_path}")
     assert result.returncode == 2 and "export.formats: a classification model cannot be exported to GGUF" in result.stderr
     assert not list(tmp_path.iterdir())

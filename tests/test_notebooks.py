@@ -1,6 +1,8 @@
 """colab/: every recipe has a notebook, the notebooks are what colab/make_notebooks.py makes (so they
 cannot drift from the recipes), none stores outputs, and each one runs top to bottom on CPU against
-the embedded model, with its Colab install cell skipped and a few training steps."""
+the embedded model, with its Colab install cell skipped and a few training steps (tests/helpers.py's
+NOTEBOOK_CI: the settings the task's own tests read from the same run; chat_sft's export
+writes q4_k_m, the others f16)."""
 
 from __future__ import annotations
 
@@ -8,13 +10,11 @@ import json
 import shutil
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import nbformat
 import pytest
 
-from helpers import ROOT
+from helpers import NOTEBOOK_CI, ROOT
 
 RECIPES = sorted(p.stem for p in (ROOT / "recipes").glob("*.py"))
 
@@ -52,33 +52,14 @@ def test_notebook_stores_no_outputs_and_tags_its_cells(name):
     assert "fasttune.train(recipe)" in "".join(c.source for c in code)
 
 
-def ci_parameters(runs_dir: Path) -> str:
-    """What CI runs after the parameters cell: two steps, a handful of held-out rows, runs in a temporary
-    folder (the recipe's batch size stays: GRPO's must be a multiple of its group size)."""
-    extra = ["eval.metric_rows=8", "eval.samples=2", f"log.runs_dir={runs_dir}"]
-    return f"MAX_STEPS = 2\nEXTRA = {extra!r}"
-
-
 @pytest.mark.e2e
 @pytest.mark.parametrize("name", RECIPES)
-def test_notebook_runs_on_cpu(name, tmp_path, monkeypatch):
-    from nbclient import NotebookClient
-
-    nb = nbformat.read(ROOT / "colab" / f"{name}.ipynb", as_version=4)
-    at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-    nb.cells.insert(at + 1, nbformat.v4.new_code_cell(ci_parameters(tmp_path / "runs")))
-    nb.cells = [c for c in nb.cells if "colab-install" not in c.metadata.get("tags", [])]
-    monkeypatch.setenv("WANDB_MODE", "offline")  # the kernel inherits it: no network, no key here
-    started = time.perf_counter()
-    NotebookClient(nb, timeout=1200, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
-    print(f"{name}.ipynb executed in {time.perf_counter() - started:.0f} s")
-
-    (run_dir,) = (tmp_path / "runs").iterdir()  # the notebook trained exactly one run, where CI said
-    assert json.loads((run_dir / "status.json").read_text())["status"] == "finished"
-    assert json.loads((run_dir / "eval.json").read_text())["steps"] == 2
-    outputs = "\n".join(o.get("text", "") + "\n" + json.dumps(o.get("data", {})) for c in nb.cells
-                        if c.cell_type == "code" for o in c.outputs)
-    report = json.loads((run_dir / "export" / "export.json").read_text())
+def test_notebook_runs_on_cpu(name, notebook_run):
+    run = notebook_run(name)  # executed top to bottom once per session (tests/conftest.py)
+    outputs = run.outputs
+    assert json.loads((run.path / "status.json").read_text())["status"] == "finished"
+    assert json.loads((run.path / "eval.json").read_text())["steps"] == NOTEBOOK_CI[name].steps
+    report = json.loads((run.path / "export" / "export.json").read_text())
     formats = {item["format"] for item in report["exports"]}
     if name == "classification":
         assert formats == {"merged"}
@@ -86,7 +67,7 @@ def test_notebook_runs_on_cpu(name, tmp_path, monkeypatch):
     else:
         assert formats == {"gguf", "merged"}
         gguf = next(item for item in report["exports"] if item["format"] == "gguf")
-        assert gguf["quant"] == "q4_k_m" and gguf["verification"]["total_tokens"] > 0
+        assert gguf["quant"] == NOTEBOOK_CI[name].quant and gguf["verification"]["total_tokens"] > 0
         answer = next(line for line in outputs.splitlines() if line.startswith("-> "))
         assert answer.removeprefix("-> ").strip(), "the exported model's answer is empty"
     assert "image/png" in outputs  # the loss curve was shown
