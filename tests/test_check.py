@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, run_cli
+from helpers import ROOT, invoke
 
 
 def check_json(*args: str) -> dict:
-    result = run_cli("check", *args, "--json")
+    result = invoke("check", *args, "--json")
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)
 
@@ -46,7 +46,7 @@ def test_bad_data_is_named_before_any_model_loads(tmp_path):
     data = tmp_path / "chat.jsonl"
     data.write_text('{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}\n'
                     '{"messages": [{"role": "pirate", "content": "Arr"}]}\n')
-    result = run_cli("check", "recipes/chat_sft.py", f"data.path={data}", "data.eval=0")
+    result = invoke("check", "recipes/chat_sft.py", f"data.path={data}", "data.eval=0")
     assert result.returncode == 2
     assert f"{data}:2: messages[0].role: unknown role 'pirate'" in result.stderr
     assert "Loading" not in result.stdout + result.stderr
@@ -69,7 +69,7 @@ def test_recipe_data_paths_work_from_another_directory(tmp_path):
 def test_a_runs_folder_that_cannot_be_written_is_refused_before_any_model_loads(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    result = run_cli("run", "recipes/chat_sft.py", f"log.runs_dir={blocker}/runs")
+    result = invoke("run", "recipes/chat_sft.py", f"log.runs_dir={blocker}/runs")
     assert result.returncode == 2 and f"log.runs_dir: cannot write run folders in {blocker}/runs" in result.stderr
     assert "Backend:" not in result.stdout
 
@@ -96,7 +96,7 @@ def test_a_task_rule_on_the_train_section_stops_check_and_run_before_any_model_l
     """GRPO fills whole batches with each prompt's group: the rule is the task's (Task.check_train),
     checked with the recipe, not when its trainer is built after the model has loaded."""
     for command in ("check", "run"):
-        done = run_cli(command, "recipes/grpo_math.py", "train.batch_size=2", f"log.runs_dir={tmp_path}", timeout=60)
+        done = invoke(command, "recipes/grpo_math.py", "train.batch_size=2", f"log.runs_dir={tmp_path}")
         assert done.returncode == 2 and "multiple of task.num_generations (4)" in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
     assert not any(tmp_path.iterdir())  # no run folder
