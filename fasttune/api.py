@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# Imported here, while the package loads, so that `fasttune.chat` stays the function below: a
-# submodule imported for the first time later would replace that package attribute with itself, and
-# a second `fasttune.chat(...)` in the same session would call a module.
+# Imported here, while the package loads, so that `fasttune.chat` and `fasttune.check` stay the
+# functions below: a submodule imported for the first time later would replace that package attribute
+# with itself, and a second `fasttune.check(...)` in the same session would call a module.
 from fasttune import chat as chat_module
+from fasttune import check as check_module
 from fasttune.recipe import Recipe, apply_overrides, load_recipe, run_command
 from fasttune.run_folder import open_run, read_json, read_status, run_folder
 
@@ -37,15 +38,14 @@ def check(recipe: Recipe, show: bool = True) -> dict:
     from rich.console import Console
 
     from fasttune.backends import choose
-    from fasttune.check import inspect, print_report
 
     # A notebook's kernel lives on: the tokenizer read here imports transformers, and Unsloth must be
     # imported before it for `train` in the same kernel to get Unsloth's patches. The CLI's check is
     # its own process and skips this (it stays instant).
     choose(recipe.model.backend)
-    report = inspect(recipe, say=print if show else (lambda message: None))
+    report = check_module.inspect(recipe, say=print if show else (lambda message: None))
     if show:
-        print_report(report, Console(soft_wrap=True))
+        check_module.print_report(report, Console(soft_wrap=True))
     return report
 
 

@@ -75,21 +75,24 @@ class NotebookCI:
     """EXPORT_QUANT: the GGUF type its export cell writes."""
     extra: tuple[str, ...]
     """EXTRA overrides, after the notebook's own."""
+    eval_rows: int | None = None
+    """Held-out rows: the first N of the recipe's eval file (its eval loss costs a forward pass over each)."""
 
 
-FP32 = "model.dtype=float32"  # greedy answers that reload exactly (bf16 near-ties may flip between runs)
+FP32 = "model.dtype=float32"  # where a test reloads the adapter and needs the run's exact numbers back
 NOTEBOOK_CI = {
     "chat_sft": NotebookCI(2, "q4_k_m", ("eval.metric_rows=8", "eval.samples=2")),
-    "classification": NotebookCI(8, "f16", ("model.backend=hf", FP32, "eval.metric_rows=24", "eval.samples=2")),
-    "continued_pretraining": NotebookCI(4, "f16", (FP32, "eval.samples=1", "eval.max_new_tokens=8")),
-    "dpo": NotebookCI(4, "f16", (FP32, "train.batch_size=2", "train.lr=2e-4", "eval.metric_rows=8")),
-    "function_calling": NotebookCI(3, "f16", (FP32, "eval.metric_rows=4", "eval.samples=4", "eval.max_new_tokens=40",
-                                              "data.eval=0.03")),
-    "grpo_math": NotebookCI(2, "f16", (FP32, "eval.metric_rows=4", "eval.samples=4", "eval.max_new_tokens=24",
-                                       "task.max_completion_length=24", "train.lr=1e-4")),
-    "instruct_sft": NotebookCI(4, "f16", (FP32, "eval.metric_rows=6", "eval.samples=6", "eval.max_new_tokens=32")),
-    "reasoning_sft": NotebookCI(4, "f16", (FP32, "eval.metric_rows=8", "eval.samples=8", "eval.max_new_tokens=48")),
+    "classification": NotebookCI(8, "f16", ("model.backend=hf", FP32, "eval.metric_rows=24", "eval.samples=2"), 24),
+    "continued_pretraining": NotebookCI(4, "f16", ("eval.samples=1", "eval.max_new_tokens=8"), 8),
+    "dpo": NotebookCI(4, "f16", (FP32, "train.batch_size=2", "train.lr=2e-4"), 8),
+    "function_calling": NotebookCI(3, "f16", ("eval.metric_rows=4", "eval.samples=4", "eval.max_new_tokens=40"), 4),
+    "grpo_math": NotebookCI(2, "f16", ("eval.metric_rows=4", "eval.samples=4", "eval.max_new_tokens=24",
+                                       "task.max_completion_length=24", "train.lr=1e-4"), 8),
+    "instruct_sft": NotebookCI(4, "f16", ("eval.metric_rows=6", "eval.samples=6", "eval.max_new_tokens=32"), 8),
+    "reasoning_sft": NotebookCI(4, "f16", ("eval.metric_rows=8", "eval.samples=8", "eval.max_new_tokens=48"), 8),
 }
+"""The other runs train in the backend's own dtype: bf16 on a CPU with AVX512-BF16 (Unsloth's CPU path,
+with fasttune's fused LoRA steps), fp32 elsewhere."""
 
 
 @dataclass
@@ -110,6 +113,13 @@ def execute_notebook(name: str, runs: Path) -> NotebookRun:
     nb = nbformat.read(ROOT / "colab" / f"{name}.ipynb", as_version=4)
     at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
     extra = [*ci.extra, f"log.runs_dir={runs}"]
+    if ci.eval_rows:
+        from fasttune.recipe import load_recipe
+
+        held_out = runs.with_name(f"{runs.name}-eval.jsonl")
+        lines = Path(load_recipe(ROOT / "recipes" / f"{name}.py").data.eval).read_text().splitlines(True)
+        held_out.write_text("".join(lines[:ci.eval_rows]))
+        extra.append(f"data.eval={held_out}")
     parameters = f"MAX_STEPS = {ci.steps}\nEXPORT_QUANT = {ci.quant!r}\nEXTRA = {extra!r}"
     nb.cells.insert(at + 1, nbformat.v4.new_code_cell(parameters))
     nb.cells = [c for c in nb.cells if "colab-install" not in c.metadata.get("tags", [])]

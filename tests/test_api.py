@@ -29,11 +29,14 @@ def test_load_applies_overrides_to_a_copy_and_reports_bad_ones():
         fasttune.Run(ROOT / "recipes")
 
 
-def test_chat_can_be_called_twice_in_one_session(tmp_path):
-    """The first call imports fasttune/chat.py; it must not replace the function `fasttune.chat`
-    with that module (a notebook asking twice, thinking on then off, met 'module is not callable')."""
+def test_check_and_chat_can_be_called_twice_in_one_session(tmp_path):
+    """The first calls import fasttune/check.py and fasttune/chat.py; they must not replace the
+    functions `fasttune.check` and `fasttune.chat` with those modules (a notebook asking twice met
+    'module is not callable')."""
     script = textwrap.dedent(f"""
         import fasttune
+        recipe = fasttune.load("recipes/chat_sft.py", "model.backend=hf")
+        print("rows:", [fasttune.check(recipe, show=False)["splits"]["train"]["rows"] for _ in range(2)])
         for _ in range(2):
             try:
                 fasttune.chat({str(tmp_path / "nothing.txt")!r}, "Hi?")
@@ -42,6 +45,7 @@ def test_chat_can_be_called_twice_in_one_session(tmp_path):
         """)
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "rows: [320, 320]" in result.stdout
     assert result.stdout.count("refused:") == 2 and "not a run folder" in result.stdout
 
 

@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 
-from helpers import invoke, run_cli
+from helpers import invoke
 
 pytestmark = pytest.mark.e2e  # trains or converts the embedded model: minutes on CPU
 
@@ -119,7 +119,7 @@ def test_a_failed_export_leaves_the_trained_run_finished(tmp_path):
     """verify_tokens beyond the context the model was trained with (SmolLM2: 8192) makes the GGUF check
     fail after training."""
     runs = tmp_path / "runs"
-    result = run_cli("run", "recipes/chat_sft.py", "model.backend=hf", "train.max_steps=1", "eval.samples=0",
+    result = invoke("run", "recipes/chat_sft.py", "model.backend=hf", "train.max_steps=1", "eval.samples=0",
                      "log.report_to=[]", f"log.runs_dir={runs}", "export.formats=[gguf]", "export.verify_prompts=1",
                      "export.verify_tokens=9000")
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
