@@ -29,7 +29,8 @@ def inspect(recipe: Recipe, say=print) -> dict:
     data = recipe.data
     report = {"recipe": recipe.name, "task": task.name, "model": recipe.model.name, "chat_template": template,
               "data": {"train": data.path, "eval": data.eval},
-              "max_seq_length": data.max_seq_length, "splits": {}, "figures": task.data_figures(train_rows, eval_rows),
+              "max_seq_length": data.max_seq_length, "gradient_checkpointing": recipe.train.gradient_checkpointing,
+              "splits": {}, "figures": task.data_figures(train_rows, eval_rows),
               "examples": {}}
     report["splits"] = figures(task, {"train": train_rows, "eval": eval_rows}, tokenizer, data.max_seq_length)
     for split, rows in (("train", train_rows), ("eval", eval_rows)):
@@ -102,7 +103,8 @@ def histogram(lengths: list[int], top: int) -> list[dict]:
 def print_report(report: dict, console: Console) -> None:
     say = console.print
     say(f"[bold]{report['recipe']}[/]: task {report['task']}, model {report['model']} "
-        f"(chat template: {report['chat_template']}), max_seq_length {report['max_seq_length']}")
+        f"(chat template: {report['chat_template']}), max_seq_length {report['max_seq_length']}, "
+        f"gradient checkpointing {'on' if report['gradient_checkpointing'] else 'off'} on this machine")
     say(f"data: train {report['data']['train']}, eval {report['data']['eval']}", highlight=False)
     for split, fig in report["splits"].items():
         say("")

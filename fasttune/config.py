@@ -102,8 +102,9 @@ class Train:
     """Write a checkpoint every N steps into checkpoints/ (0: only the final adapter)."""
     eval_steps: int = 0
     """Evaluate every N steps (0: only before and after training)."""
-    gradient_checkpointing: bool = True
-    """Recompute activations in the backward pass: less memory, slower steps ('unsloth' mode on Unsloth)."""
+    gradient_checkpointing: bool | Literal["auto"] = "auto"
+    """Recompute activations in the backward pass: less memory, slower steps (Unsloth's offloaded mode on
+    the Unsloth backend). 'auto': on with a GPU, off on CPU; `fasttune check` and the run say which."""
     packing: Literal["auto", "on", "off"] = "auto"
     """Pack short examples into full rows, attention kept apart: TRL's padding-free packing on a GPU,
     fasttune's packed rows on CPU. 'auto': on with a GPU; on CPU length-grouped batches."""
@@ -128,6 +129,10 @@ class Train:
         _check(self.save_steps >= 0, f"train.save_steps must be >= 0, got {self.save_steps}")
         _check(self.eval_steps >= 0, f"train.eval_steps must be >= 0, got {self.eval_steps}")
         _check(self.embedding_lr >= 0, f"train.embedding_lr must be >= 0, got {self.embedding_lr}")
+
+    def checkpointing(self, gpu: bool) -> bool:
+        """gradient_checkpointing as it applies on a machine with (`gpu`) or without a GPU."""
+        return gpu if self.gradient_checkpointing == "auto" else self.gradient_checkpointing
 
 
 @dataclass

@@ -101,7 +101,7 @@ def peak(recipe, shape: memory.Shape, backend: str, seq: int, batch: int) -> mem
     lora = recipe.model.lora
     return memory.estimate(shape, backend=backends.named(backend).MEMORY, load_in_4bit=recipe.model.load_in_4bit,
                            lora_r=lora.r, targets=lora.target_modules, train_embeddings=lora.train_embeddings,
-                           tokens=rows * seq, checkpointing=recipe.train.gradient_checkpointing)
+                           tokens=rows * seq, checkpointing=recipe.train.checkpointing(gpu=True))
 
 
 def largest_batch(recipe, shape, backend: str, seq: int, usable: float) -> int:
@@ -118,17 +118,22 @@ def largest_length(recipe, shape, backend: str, batch: int, usable: float) -> in
 
 
 def resolve_auto(recipe, longest_row, say=print):
-    """A copy of `recipe` with `auto` batch size and max_seq_length made numbers, said aloud.
+    """A copy of `recipe` with its `auto` settings made what they are on this machine, said aloud.
 
-    max_seq_length=auto: the longest training row (`longest_row()`, tokenized only when asked),
-    rounded up to a multiple of 64, at most the model's context and, on a GPU, what fits at the batch
-    size (1 when that is auto too). batch_size=auto: on a GPU the largest that fits at that length;
-    on CPU CPU_BATCH."""
+    gradient_checkpointing=auto: on with a GPU, off on CPU. max_seq_length=auto: the longest training
+    row (`longest_row()`, tokenized only when asked), rounded up to a multiple of 64, at most the
+    model's context and, on a GPU, what fits at the batch size (1 when that is auto too).
+    batch_size=auto: on a GPU the largest that fits at that length; on CPU CPU_BATCH."""
     data, train = recipe.data, recipe.train
+    card = detect_gpu()
+    if train.gradient_checkpointing == "auto":
+        train = dataclasses.replace(train, gradient_checkpointing=train.checkpointing(gpu=card is not None))
+        recipe = dataclasses.replace(recipe, train=train)
+        say(f"train.gradient_checkpointing=auto: {'on (GPU)' if card else 'off (CPU)'}")
     if data.max_seq_length != "auto" and train.batch_size != "auto":
         return recipe
     shape = memory.Shape.from_config(model_config(recipe.model.name), recipe.model.name)
-    backend, card = backend_for(recipe), detect_gpu()
+    backend = backend_for(recipe)
     usable = usable_gib(card) if card else None
     seq, batch = data.max_seq_length, train.batch_size
     if seq == "auto":
@@ -172,7 +177,8 @@ def report(recipe, card_gib: float | None) -> dict:
     return {"recipe": recipe.name, "model": recipe.model.name, "params": shape.params(),
             "shape": dataclasses.asdict(shape), "backend": backend, "load_in_4bit": recipe.model.load_in_4bit,
             "lora_r": lora.r, "lora_targets": list(lora.target_modules),
-            "gradient_checkpointing": recipe.train.gradient_checkpointing,
+            "gradient_checkpointing": recipe.train.checkpointing(gpu=True),
+            "gradient_checkpointing_auto": recipe.train.gradient_checkpointing == "auto",
             "max_seq_length": at[0], "batch_size": at[1], "peak_gib": {k: round(v, 2) for k, v in breakdown.items()},
             "cards": cards}
 
@@ -184,7 +190,8 @@ def print_report(plan: dict, say) -> None:
         f"{shape['hidden']}, {shape['layers']} layers, vocabulary {shape['vocab']}, context {shape['context']})")
     say(f"backend {plan['backend']}, {'4-bit' if plan['load_in_4bit'] else '16-bit'} base, LoRA r={plan['lora_r']} on "
         f"{len(plan['lora_targets'])} layer types, gradient checkpointing "
-        f"{'on' if plan['gradient_checkpointing'] else 'off'}")
+        f"{'on' if plan['gradient_checkpointing'] else 'off'}"
+        f"{' (auto: on with a GPU)' if plan['gradient_checkpointing_auto'] else ''}")
     if plan["peak_gib"]:
         say(f"\nEstimated training peak on a GPU at batch {plan['batch_size']} x {plan['max_seq_length']} tokens:")
         for part, gib in plan["peak_gib"].items():

@@ -43,8 +43,10 @@ def rows_to_predict(task: Classification, texts: list[str], file: str | None) ->
 def predict(run: FinishedRun, rows: list[Row], task: Classification) -> list[dict]:
     import torch
 
-    cuda = torch.cuda.is_available()
-    model, tokenizer = run.load_model(torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32)
+    from fasttune import precision
+
+    cuda = precision.cuda()
+    model, tokenizer = run.load_model(precision.gpu_dtype() if cuda else torch.float32)
     if cuda:
         model = model.to("cuda")
     prompts = [task.messages(r.data[task.text_column]) for r in rows]

@@ -29,7 +29,6 @@ recipe = Recipe(
         grad_accum=1,
         lr=5e-4,
         warmup_ratio=0.05,
-        gradient_checkpointing=False,  # the 135M model fits easily; checkpointing would only slow its steps
     ),
     eval=Eval(samples=4),
     log=Log(report_to=["wandb"]),

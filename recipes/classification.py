@@ -20,6 +20,6 @@ recipe = Recipe(
         eval="recipes/data/intent_eval.jsonl",
         max_seq_length=128,
     ),
-    train=Train(max_steps=60, batch_size=8, lr=5e-4, gradient_checkpointing=False),
+    train=Train(max_steps=60, batch_size=8, lr=5e-4),
     eval=Eval(samples=4, metric_rows=0),  # metric on all 80 held-out rows
 )

@@ -20,6 +20,6 @@ recipe = Recipe(
         eval="recipes/data/corpus_eval.jsonl",
         max_seq_length=256,
     ),
-    train=Train(max_steps=40, batch_size=4, lr=2e-4, embedding_lr=2e-5, gradient_checkpointing=False),
+    train=Train(max_steps=40, batch_size=4, lr=2e-4, embedding_lr=2e-5),
     eval=Eval(samples=3, max_new_tokens=40),
 )

@@ -17,6 +17,6 @@ recipe = Recipe(
     task=tasks.DPO(beta=0.1),
     model=Model(name="smollm2-135m-instruct", lora=LoRA(r=16, alpha=32)),
     data=Data(path="recipes/data/pref_train.jsonl", eval="recipes/data/pref_eval.jsonl", max_seq_length=128),
-    train=Train(max_steps=30, batch_size=4, lr=2e-4, warmup_ratio=0.0, gradient_checkpointing=False),
+    train=Train(max_steps=30, batch_size=4, lr=2e-4, warmup_ratio=0.0),
     eval=Eval(samples=4, metric_rows=0),  # preference accuracy on all 40 held-out pairs
 )

@@ -17,6 +17,6 @@ recipe = Recipe(
     task=tasks.FunctionCalling(),
     model=Model(name="smollm2-135m-instruct", lora=LoRA(r=16, alpha=32)),
     data=Data(path="recipes/data/tools_train.jsonl", eval="recipes/data/tools_eval.jsonl", max_seq_length=768),
-    train=Train(max_steps=30, batch_size=4, lr=5e-4, gradient_checkpointing=False),
+    train=Train(max_steps=30, batch_size=4, lr=5e-4),
     eval=Eval(samples=4, metric_rows=40, max_new_tokens=64),
 )

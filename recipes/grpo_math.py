@@ -24,6 +24,6 @@ recipe = Recipe(
     ),
     model=Model(name="smollm2-135m-instruct", lora=LoRA(r=16, alpha=32)),
     data=Data(path="recipes/data/math_train.jsonl", eval="recipes/data/math_eval.jsonl", max_seq_length=256),
-    train=Train(max_steps=30, batch_size=4, lr=5e-5, warmup_ratio=0.0, gradient_checkpointing=False),
+    train=Train(max_steps=30, batch_size=4, lr=5e-5, warmup_ratio=0.0),
     eval=Eval(samples=4, metric_rows=40, max_new_tokens=64),
 )

@@ -19,6 +19,6 @@ recipe = Recipe(
         eval="recipes/data/extract_eval.jsonl",
         max_seq_length=256,
     ),
-    train=Train(max_steps=60, batch_size=4, lr=5e-4, gradient_checkpointing=False),
+    train=Train(max_steps=60, batch_size=4, lr=5e-4),
     eval=Eval(samples=4, metric_rows=40, max_new_tokens=40),
 )

@@ -21,6 +21,6 @@ recipe = Recipe(
         eval="recipes/data/reasoning_eval.jsonl",
         max_seq_length=128,
     ),
-    train=Train(max_steps=60, batch_size=4, lr=5e-4, gradient_checkpointing=False),
+    train=Train(max_steps=60, batch_size=4, lr=5e-4),
     eval=Eval(samples=4, metric_rows=32, max_new_tokens=64, batch_size=16, thinking="both"),
 )

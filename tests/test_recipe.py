@@ -48,7 +48,7 @@ def test_data_eval_takes_a_file_too():
     ("train.packing=maybe", "expected one of auto, on, off"),
     ("train.batch_size=0", "train.batch_size must be positive"),
     ("model.lora=8", "'model.lora' is a section; set one of: model.lora.r"),
-    ("train.gradient_checkpointing=perhaps", "expected true or false"),
+    ("train.gradient_checkpointing=perhaps", "train.gradient_checkpointing: expected bool | auto, got 'perhaps'"),
     ("log.report_to=tensorboard", "log.report_to knows only 'wandb'"),
     ("trainlr", "must look like section.field=value"),
 ])

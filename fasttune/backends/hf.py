@@ -24,6 +24,7 @@ def load(model_cfg, path: str, max_seq_length: int, gradient_checkpointing: bool
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
+    from fasttune import precision
     from fasttune.backends.quantization import use_4bit
     from fasttune.distributed import sharded
 
@@ -31,7 +32,7 @@ def load(model_cfg, path: str, max_seq_length: int, gradient_checkpointing: bool
     if model_cfg.dtype != "auto":
         dtype = getattr(torch, model_cfg.dtype)
     elif cuda:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        dtype = precision.gpu_dtype()
     else:
         dtype = torch.float32  # CPU: bf16 is emulated (slow) on most CPUs, fp16 matmuls are worse
     kwargs = {"dtype": dtype}

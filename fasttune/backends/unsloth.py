@@ -41,9 +41,15 @@ def load(model_cfg, path: str, max_seq_length: int, gradient_checkpointing: bool
     import torch
     from unsloth import FastLanguageModel
 
+    from fasttune import precision
     from fasttune.backends.quantization import use_4bit
 
-    dtype = None if model_cfg.dtype == "auto" else getattr(torch, model_cfg.dtype)
+    # 'auto' on a GPU follows fasttune's rule (precision.py), the same as the hf backend's; on CPU
+    # Unsloth's fallback picks (bf16 where the CPU has it natively, else fp32)
+    if model_cfg.dtype != "auto":
+        dtype = getattr(torch, model_cfg.dtype)
+    else:
+        dtype = precision.gpu_dtype() if precision.cuda() else None
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=path, max_seq_length=max_seq_length, dtype=dtype, load_in_4bit=use_4bit(model_cfg),
     )

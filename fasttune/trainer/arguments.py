@@ -26,12 +26,15 @@ def packing_mode(setting: str) -> str:
 
 
 def mixed_precision(model) -> dict:
-    """bf16/fp16 autocast flags matching the weights: bf16 where the GPU has it, else fp16; on CPU
-    only when the backend loaded bfloat16 weights (Unsloth does on CPUs with native bf16)."""
+    """bf16/fp16 autocast flags: on a GPU fasttune/precision.py's rule (bf16 where native, else fp16
+    with loss scaling); on CPU bf16 only when the backend loaded bfloat16 weights (Unsloth does on
+    CPUs with native bf16)."""
     import torch
 
-    if torch.cuda.is_available():
-        bf16 = torch.cuda.is_bf16_supported()
+    from fasttune import precision
+
+    if precision.cuda():
+        bf16 = precision.native_bf16()
         return {"bf16": bf16, "fp16": not bf16}
     return {"bf16": model.get_input_embeddings().weight.dtype == torch.bfloat16, "fp16": False}
 
