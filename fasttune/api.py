@@ -141,7 +141,7 @@ class Run:
 
         formats = [to] if isinstance(to, str) else list(to)
         return export(self.path, formats, parse_quants(quant), Path(out) if out else None, force, verify_prompts,
-                      progress=print)
+                      say=print)
 
     def predict(self, texts: list[str]) -> list[dict]:
         """`fasttune predict` (classification runs): label and probability of every text."""

@@ -160,7 +160,7 @@ def export(run_dir, formats, quants, out, force, verify_prompts, verify_tokens):
     from fasttune.export.pipeline import export as run_export
 
     report = run_export(run_dir, list(formats), parse_quants(quants), out, force, verify_prompts, verify_tokens,
-                        progress=click.echo)
+                        say=click.echo)
     for item in report["exports"]:
         size = f"{item['size_bytes'] / 2**20:.1f} MiB" if "size_bytes" in item else ""
         click.echo(f"{item['format']:8} {item.get('quant', ''):7} {size:>10}  {item['path']}")

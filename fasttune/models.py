@@ -46,17 +46,17 @@ def embedded_gguf() -> Path:
     return path
 
 
-def resolve(name: str, progress=print) -> str:
+def resolve(name: str, say=print) -> str:
     """A local folder (or hub id) that `from_pretrained` can load for `name`."""
     if name == EMBEDDED:
-        return str(convert_gguf(embedded_gguf(), EMBEDDED, progress))
+        return str(convert_gguf(embedded_gguf(), EMBEDDED, say))
     path = Path(name).expanduser()
     if path.suffix.lower() == ".gguf":
         if not path.is_file():
             raise ConfigError(f"model.name: no such GGUF file {name}")
         stat = path.stat()
         key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-        return str(convert_gguf(path, f"{path.stem}-{key}", progress))
+        return str(convert_gguf(path, f"{path.stem}-{key}", say))
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ConfigError(f"model.name: {name} is a folder without config.json, not a Hugging Face model folder")
@@ -83,12 +83,12 @@ def load_failure(name: str, error: Exception) -> str:
     )
 
 
-def convert_gguf(gguf: Path, slug: str, progress=print) -> Path:
+def convert_gguf(gguf: Path, slug: str, say=print) -> Path:
     """Dequantize `gguf` into an HF folder (fp32 safetensors + tokenizer + chat template), once."""
     target = cache_dir() / "models" / slug
     if (target / "config.json").is_file():
         return target
-    progress(f"Converting {gguf.name} into a trainable copy at {target} (once; ~30 s)")
+    say(f"Converting {gguf.name} into a trainable copy at {target} (once)")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tmp = target.with_name(f".{slug}.tmp-{os.getpid()}")

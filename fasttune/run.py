@@ -114,7 +114,7 @@ def _export(recipe: Recipe, run: RunFolder, say) -> None:
 
     try:
         export(run.path, recipe.export.formats, recipe.export.quants, verify_prompts=recipe.export.verify_prompts,
-               verify_tokens=recipe.export.verify_tokens, progress=say)
+               verify_tokens=recipe.export.verify_tokens, say=say)
     except Exception as error:
         retry = export_command(recipe, run, "--force")
         if isinstance(error, RunInterrupted):

@@ -82,7 +82,7 @@ class NotebookCI:
 FP32 = "model.dtype=float32"  # where a test compares greedy answers token for token (bf16 near-ties flip)
 NOTEBOOK_CI = {
     "chat_sft": NotebookCI(2, "q4_k_m", ("eval.metric_rows=8", "eval.samples=2")),
-    "classification": NotebookCI(8, "f16", ("model.backend=hf", FP32, "eval.metric_rows=24", "eval.samples=2"), 24),
+    "classification": NotebookCI(6, "f16", ("model.backend=hf", FP32, "eval.samples=2"), 16),
     "continued_pretraining": NotebookCI(4, "f16", ("eval.samples=1", "eval.max_new_tokens=8"), 8),
     "dpo": NotebookCI(4, "f16", (FP32, "train.batch_size=2", "train.lr=2e-4"), 8),
     "function_calling": NotebookCI(3, "f16", ("eval.metric_rows=4", "eval.samples=4", "eval.max_new_tokens=40"), 4),

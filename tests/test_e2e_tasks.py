@@ -11,9 +11,11 @@ import re
 import pytest
 from safetensors.torch import load_file
 
-from helpers import ROOT, invoke, run_cli
+from helpers import NOTEBOOK_CI, ROOT, invoke, run_cli
 
 pytestmark = pytest.mark.e2e  # trains or converts the embedded model: minutes on CPU
+
+HELD_OUT = NOTEBOOK_CI["classification"].eval_rows  # classification: every held-out row is scored
 
 def finished(notebook_run, recipe: str) -> tuple:
     run_dir = notebook_run(recipe).path
@@ -66,8 +68,8 @@ def test_classification_metrics_and_confusion_matrix(classification_run):
     labels = json.loads((run_dir / "config.json").read_text())["task"]["labels"]
     assert len(labels) == 6
     matrix = after["confusion"]["rows_true_cols_predicted"]
-    assert sum(map(sum, matrix)) == after["rows"] == 24  # every prediction is one of the labels
-    assert after["accuracy"] == round(sum(matrix[i][i] for i in range(6)) / 24, 4)
+    assert sum(map(sum, matrix)) == after["rows"] == HELD_OUT  # every prediction is one of the labels
+    assert after["accuracy"] == round(sum(matrix[i][i] for i in range(6)) / HELD_OUT, 4)
     assert summary["after"]["eval_loss"] < summary["before"]["eval_loss"]
     assert (run_dir / "confusion.png").stat().st_size > 10_000
 
@@ -80,13 +82,13 @@ def test_predict_answers_only_valid_labels_and_agrees_with_the_run(classificatio
     [answer] = [json.loads(line) for line in result.stdout.splitlines()]
     assert answer["label"] in labels and set(answer["probabilities"]) == set(labels)
     assert sum(answer["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
-    # the first 24 eval rows, scored by predict, give the accuracy the run recorded
+    # the held-out rows (the eval file's first HELD_OUT), scored by predict, give the accuracy the run recorded
     first = tmp_path / "first.jsonl"
-    first.write_text("\n".join((ROOT / "recipes/data/intent_eval.jsonl").read_text().splitlines()[:24]) + "\n")
+    first.write_text("\n".join((ROOT / "recipes/data/intent_eval.jsonl").read_text().splitlines()[:HELD_OUT]) + "\n")
     result = invoke("predict", str(run_dir), "--file", str(first))
     assert result.returncode == 0, result.stderr[-2000:]
     accuracy = float(re.search(r"accuracy ([0-9.]+)", result.stdout).group(1))
-    assert accuracy == pytest.approx(summary["after"]["accuracy"], abs=1 / 24 + 1e-6)
+    assert accuracy == pytest.approx(summary["after"]["accuracy"], abs=1 / HELD_OUT + 1e-6)
 
 
 def test_predict_refuses_a_label_outside_the_set(classification_run, tmp_path):

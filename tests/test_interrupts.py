@@ -147,7 +147,7 @@ def interrupt_the_evaluation_then_the_export(args, runs):
 
     redo = printed_command(stderr, "Redo it with: ")
     assert redo == ["eval", str(run_dir)]
-    result = run_cli(*redo)
+    result = invoke(*redo)  # in this process: the hf backend needs no Unsloth first
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((run_dir / "eval.json").read_text())
     assert summary["after"]["eval_loss"] < summary["before"]["eval_loss"]  # the saved adapter is the trained one
@@ -161,7 +161,7 @@ def interrupt_the_evaluation_then_the_export(args, runs):
     assert process.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
     assert json.loads((run_dir / "status.json").read_text())["export"] == "interrupted"
     assert not list((run_dir / "export").glob("*.gguf")) and not list((run_dir / "export").glob(".*"))
-    result = run_cli(*export)
+    result = invoke(*export)
     assert result.returncode == 0, result.stderr[-3000:]
     status = json.loads((run_dir / "status.json").read_text())
     assert status["status"] == "finished" and status["export"] == "done" and "export_error" not in status

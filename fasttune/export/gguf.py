@@ -50,9 +50,9 @@ PRE_TOKENIZERS = {
 }
 
 
-def write_gguf(model_dir: Path, out_path: Path, quant: str = "f16", progress=None) -> Path:
+def write_gguf(model_dir: Path, out_path: Path, quant: str = "f16", say=None) -> Path:
     """Write the HF model in `model_dir` to `out_path` as a GGUF of type `quant` (one of QUANTS)."""
-    model_dir, out_path, say = Path(model_dir), Path(out_path), progress or (lambda msg: None)
+    model_dir, out_path, say = Path(model_dir), Path(out_path), say or (lambda msg: None)
     if quant not in QUANTS:
         raise ExportError(f"unknown GGUF quantization '{quant}'; valid: {', '.join(QUANTS)}")
     config = read_config(model_dir)

@@ -14,18 +14,18 @@ from pathlib import Path
 from fasttune.run_folder import FinishedRun, write_dir
 
 
-def merge(run: FinishedRun, out_dir: Path, progress=print) -> dict:
+def merge(run: FinishedRun, out_dir: Path, say=print) -> dict:
     """Write base + adapter merged into `out_dir` (via a temporary folder); return what was done."""
     import torch
     from transformers import AutoConfig
 
     from fasttune import models
 
-    base_path = run.base_path(progress)
+    base_path = run.base_path(say)
     stored = getattr(AutoConfig.from_pretrained(base_path), "dtype", None)
     dtype = torch.bfloat16 if str(stored).endswith("bfloat16") else torch.float16
-    progress(f"Merging {run.adapter} into {run.model_name} ({base_path}, loaded in float32) -> {dtype}")
-    model, tokenizer = run.load_model(torch.float32, progress)
+    say(f"Merging {run.adapter} into {run.model_name} ({base_path}, loaded in float32) -> {dtype}")
+    model, tokenizer = run.load_model(torch.float32, say)
     merged = model.merge_and_unload().to(dtype)
     merged.config.use_cache = True
 

@@ -37,14 +37,14 @@ class Job:
     quants: list[str]
     verify_prompts: int
     verify_tokens: int
-    progress: object
+    say: object
     merged_dir: Path  # export/merged when asked for, else a scratch folder (GGUF is written from it)
     merge_info: dict | None = None  # set once the merge ran: formats that need it share one merge
     reference: dict = field(default_factory=dict)  # the merged model's greedy tokens, computed once
 
 
 def export(run_dir: Path, formats: list[str], quants: list[str], out_dir: Path | None = None, force: bool = False,
-           verify_prompts: int = 3, verify_tokens: int = 32, progress=print) -> dict:
+           verify_prompts: int = 3, verify_tokens: int = 32, say=print) -> dict:
     """Write `formats` for the finished run at `run_dir`; status.json's `export` says how it went
     ('running', then 'done', 'failed' or 'interrupted'). Ctrl-C and SIGTERM end it as RunInterrupted."""
     out_dir = out_dir or run_dir / "export"
@@ -55,7 +55,7 @@ def export(run_dir: Path, formats: list[str], quants: list[str], out_dir: Path |
         results = []
         with tempfile.TemporaryDirectory(dir=out_dir) as scratch:
             merged_dir = out_dir / "merged" if "merged" in formats else Path(scratch) / "merged"
-            job = Job(run, out_dir, quants, verify_prompts, verify_tokens, progress, merged_dir)
+            job = Job(run, out_dir, quants, verify_prompts, verify_tokens, say, merged_dir)
             for name in FORMATS:  # in the table's order
                 if name in formats:
                     results += WRITERS[name](job)
@@ -104,7 +104,7 @@ def _ensure_merged(job: Job) -> Path:
     if job.merge_info is None:
         _remove(job.merged_dir)
         started = time.perf_counter()
-        job.merge_info = merge(job.run, job.merged_dir, job.progress)
+        job.merge_info = merge(job.run, job.merged_dir, job.say)
         job.merge_info["seconds"] = round(time.perf_counter() - started, 1)
     return job.merged_dir
 
@@ -121,9 +121,9 @@ def _gguf(job: Job) -> list[dict]:
     results = []
     for quant in job.quants:
         path = job.out_dir / f"model-{quant}.gguf"
-        job.progress(f"Writing {path.name}")
+        job.say(f"Writing {path.name}")
         started = time.perf_counter()
-        write_gguf(merged_dir, path, quant, job.progress)  # temp name + rename inside
+        write_gguf(merged_dir, path, quant, job.say)  # temp name + rename inside
         info = {"format": "gguf", "quant": quant, "path": str(path), "size_bytes": path.stat().st_size,
                 "seconds": round(time.perf_counter() - started, 1)}
         modelfile = path.with_suffix(".Modelfile")
@@ -131,7 +131,7 @@ def _gguf(job: Job) -> list[dict]:
         info["modelfile"] = str(modelfile)
         if unverified:
             info["verification"] = {"skipped": unverified}
-            job.progress(f"{path.name}: not verified ({unverified})")
+            job.say(f"{path.name}: not verified ({unverified})")
         else:
             try:
                 if "tokens" not in job.reference:
@@ -141,7 +141,7 @@ def _gguf(job: Job) -> list[dict]:
                 path.unlink(missing_ok=True)
                 modelfile.unlink(missing_ok=True)
                 raise
-            job.progress(f"{path.name}: {info['size_bytes'] / 2**20:.1f} MiB, greedy tokens matching the merged model: "
+            job.say(f"{path.name}: {info['size_bytes'] / 2**20:.1f} MiB, greedy tokens matching the merged model: "
                          f"{v['matched_tokens']}/{v['total_tokens']} "
                          f"({v['exact_prompts']}/{len(prompts)} prompts exact)")
         results.append(info)
