@@ -22,10 +22,8 @@ imports torch, so it holds no GPU memory while the runs train. Never part of the
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import itertools
 import json
-import platform
 import re
 import shlex
 import shutil
@@ -35,13 +33,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import provenance  # benchmarks/provenance.py: this script's folder is on sys.path
+
 ROOT = Path(__file__).resolve().parent.parent
 SHAPES = {  # hidden, layers, heads, kv heads, intermediate, tied embeddings
     "1b": (2048, 16, 32, 8, 8192, True),  # Llama-3.2-1B
     "8b": (4096, 32, 32, 8, 14336, False),  # Llama-3.1-8B
 }
 WARMUP_STEPS = 2  # steps left out of the steady tokens/s (see steady_rate)
-PACKAGES = ("torch", "transformers", "trl", "peft", "unsloth", "unsloth_zoo", "bitsandbytes", "xformers", "fasttune")
 GPU_INFO = """
 import json, torch
 p = torch.cuda.get_device_properties(0)
@@ -151,17 +150,6 @@ def steady_rate(records: list[dict], warmup: int = WARMUP_STEPS) -> float | None
     return round((end["tokens"] - start["tokens"]) / (end["time"] - start["time"]), 1)
 
 
-def versions() -> dict:
-    """Installed versions of the training stack (None when absent), read without importing it."""
-    found = {}
-    for name in PACKAGES:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = None
-    return found
-
-
 def csv(text: str) -> list[str]:
     """A comma-separated option as a list."""
     return [part.strip() for part in text.split(",") if part.strip()]
@@ -239,8 +227,9 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     settings = {key: str(value) if isinstance(value, Path) else value
                 for key, value in vars(args).items() if key not in ("dry_run", "make_models")}
-    report = {"gpu": {"name": gpu["name"], "memory_gib": gpu["memory_gib"]}, "python": platform.python_version(),
-              "versions": {**versions(), "cuda": gpu["cuda"]}, "settings": settings, "results": []}
+    report = {"provenance": provenance.record(gpu={"name": gpu["name"], "memory_gib": gpu["memory_gib"],
+                                                   "cuda": gpu["cuda"]}),
+              "settings": settings, "results": []}
     print(f"{len(runs)} runs on {gpu['name']} ({gpu['memory_gib']} GiB), results in {out}")
     print(f"{'shape':5} {'recipe':22} {'seq x b':>10} {'backend':8} {'steps':>5} {'tok/s':>9} {'steady':>9} "
           f"{'peak GiB':>8} {'train s':>9} {'loss first -> last':>18} {'eval before->after':>18} {'wall s':>7}  error")

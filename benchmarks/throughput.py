@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import provenance  # benchmarks/provenance.py: this script's folder is on sys.path
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # A wrapper process, so RUSAGE_CHILDREN holds the peak RSS of exactly one training run.
@@ -93,13 +95,7 @@ def matmul_gflops(dtype_name: str, device: str = "cpu") -> float:
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return provenance.cpu()["model"]
 
 
 def bench(name: str, steps: int, model: str, extra: list[str]) -> dict:
@@ -147,13 +143,15 @@ def main() -> None:
                "torch": torch.__version__, "model": model,
                "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
                "matmul_gflops": {d: matmul_gflops(d, device) for d in ("float32", "bfloat16")}}
+    source = provenance.record(gpu={"name": machine["gpu"]} if machine["gpu"] else None)
     rows = [bench(b, args.steps, model, args.overrides) for b in args.backends.split(",")]
     plain = next((r for r in rows if r["backend"] == "plain-trl"), None)
     for r in rows:
         r["vs_plain_trl"] = round(r["tokens_per_s"] / plain["tokens_per_s"], 2) if plain else None
     out = ROOT / "benchmarks" / "results" / f"throughput-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine, "overrides": args.overrides, "results": rows}, indent=2) + "\n")
+    out.write_text(json.dumps({"provenance": source, "machine": machine, "overrides": args.overrides,
+                               "results": rows}, indent=2) + "\n")
     flops = machine["matmul_gflops"]
     print(f"{machine['gpu'] or machine['cpu']}: matmul {flops['float32']} GFLOP/s fp32, "
           f"{flops['bfloat16']} GFLOP/s bf16")

@@ -35,3 +35,18 @@ def test_dry_run_plans_one_process_per_run_with_the_shared_settings():
     assert all("train.max_steps=2" in r and "train.batch_size=1" in r for r in long)
     # frozen embeddings come after embedding_lr=0, the order the recipe's check accepts
     assert all(r.index("train.embedding_lr=0") < r.index("model.lora.train_embeddings=false") for r in runs)
+
+
+def test_every_result_file_records_the_commit_the_packages_and_the_machine():
+    import importlib.metadata
+
+    import provenance
+
+    source = provenance.record(gpu={"name": "NVIDIA H200", "memory_gib": 139.8, "emulated_gib": 16})
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert source["fasttune_commit"]["sha"] == head and isinstance(source["fasttune_commit"]["dirty"], bool)
+    assert source["versions"]["torch"] == importlib.metadata.version("torch")
+    assert source["versions"]["xformers"] is None  # not installed here: recorded as absent, not left out
+    flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags"))
+    assert source["cpu"]["avx512_bf16"] == ("avx512_bf16" in flags.split())
+    assert source["cpu"]["model"] and source["gpu"]["emulated_gib"] == 16
