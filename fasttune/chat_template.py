@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fasttune import thinking
-from fasttune.errors import TemplateError
+from fasttune.errors import ConfigError, TemplateError
 
 # Used when a model has no chat template of its own (base models).
 CHATML = (
@@ -68,23 +68,95 @@ THINK_CHATML = (
     "{% endif %}"
 )
 
+# Gemma's own turns (as Google's Gemma 3 instruct template writes them), for Gemma models that come
+# without a template (the base models): roles `user` and `model`, no system role (a system message
+# becomes the head of the first user turn), BOS written by the template.
+GEMMA = (
+    "{{ bos_token }}"
+    "{% if messages[0]['role'] == 'system' %}{% set first_user_prefix = messages[0]['content'] + '\n\n' %}"
+    "{% set loop_messages = messages[1:] %}"
+    "{% else %}{% set first_user_prefix = '' %}{% set loop_messages = messages %}{% endif %}"
+    "{% for message in loop_messages %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') + (message['content'] | trim)"
+    " + '<end_of_turn>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
+FAMILIES = {"chatml": CHATML, "gemma": GEMMA}
+"""fasttune's templates for models without one, by the name `model.chat_template` takes."""
+MARKERS = {"gemma": ("<start_of_turn>", "<end_of_turn>")}
+"""A template-less model gets a family's template when its vocabulary holds these turn markers, each as
+one token (a model trained with them); otherwise ChatML, whose markers it must then learn to spell."""
+
 IGNORE = -100  # label of tokens the loss skips (PyTorch's cross-entropy ignore_index)
 
 
-def ensure_chat_template(tokenizer) -> str:
-    """Give a template-less tokenizer ChatML; return which template is in use."""
+@dataclass(frozen=True)
+class TemplateChoice:
+    """Which chat template a run trains with: `name` is what model.chat_template records ('model': the
+    model's own; a FAMILIES name; a .jinja path), `why` what the run log and `fasttune check` say."""
+
+    name: str
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.why})"
+
+
+def single_token(tokenizer, text: str) -> bool:
+    return len(tokenizer(text, add_special_tokens=False).input_ids) == 1
+
+
+def set_chat_template(tokenizer, setting: str = "auto") -> TemplateChoice:
+    """Give the tokenizer the template `model.chat_template` asks for. 'auto': the model's own when it
+    has one, else its family's when its vocabulary holds the family's turn markers (MARKERS), else
+    ChatML. 'model', a FAMILIES name or a .jinja file: that one."""
+    from pathlib import Path
+
+    if setting.endswith(".jinja"):
+        path = Path(setting).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"model.chat_template: no such template file {setting}")
+        tokenizer.chat_template = path.read_text()
+        return TemplateChoice(setting, "model.chat_template")
+    if setting in FAMILIES:
+        tokenizer.chat_template = FAMILIES[setting]
+        return TemplateChoice(setting, "model.chat_template")
     if tokenizer.chat_template:
-        return "model"
+        return TemplateChoice("model", "the model's own")
+    if setting == "model":
+        raise ConfigError("model.chat_template=model, but the model has no chat template; use auto, "
+                          f"{', '.join(FAMILIES)} or a .jinja file")
+    for family, markers in MARKERS.items():
+        if all(single_token(tokenizer, marker) for marker in markers):
+            tokenizer.chat_template = FAMILIES[family]
+            return TemplateChoice(family, f"the model has no template; {' and '.join(markers)} are tokens of "
+                                          "its vocabulary")
     tokenizer.chat_template = CHATML
-    return "chatml"
+    return TemplateChoice("chatml", "the model has no template, and its vocabulary holds no family's turn markers")
 
 
-def ensure_thinking_template(tokenizer) -> str:
-    """Keep a template that renders reasoning itself; give any other fasttune's thinking ChatML."""
+def end_of_turn_ids(tokenizer) -> list[int]:
+    """The ids generation stops on: the end of an assistant turn as the chat template writes it, when
+    that is one token of the vocabulary (ChatML's <|im_end|>, Gemma's <end_of_turn>), and EOS."""
+    ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    if tokenizer.chat_template:
+        text = render(tokenizer, [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}])
+        after = text[text.rindex("y") + 1:]
+        first = tokenizer(after, add_special_tokens=False).input_ids[:1]
+        if first and first[0] in tokenizer.all_special_ids + list(tokenizer.get_added_vocab().values()):
+            ids = [*first, *(i for i in ids if i != first[0])]
+    return ids
+
+
+def ensure_thinking_template(tokenizer, setting: str = "auto") -> TemplateChoice:
+    """The template `setting` gives when it renders reasoning itself; else fasttune's thinking ChatML."""
+    choice = set_chat_template(tokenizer, setting)
     if thinking.takes_reasoning(tokenizer.chat_template):
-        return "model (with reasoning)"
+        return TemplateChoice(choice.name, f"{choice.why}, with reasoning")
     tokenizer.chat_template = THINK_CHATML
-    return "fasttune thinking ChatML (the model's template has no reasoning)"
+    return TemplateChoice("chatml", "fasttune's thinking ChatML: the template had no reasoning")
 
 
 def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False, tools: list | None = None,

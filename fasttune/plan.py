@@ -49,7 +49,7 @@ def detect_gpu() -> float | None:
 def model_config(name: str) -> dict:
     """The model's config as a transformers config.json dict, read without loading any weight."""
     if models.is_gguf_source(name):
-        return gguf_config(models.embedded_gguf() if name == models.EMBEDDED else Path(name).expanduser())
+        return gguf_config(models.gguf_source(name))
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():

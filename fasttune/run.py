@@ -143,6 +143,9 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
     # datasets tokenized with loss masks, what truncation cut.
     session = open_session(recipe, backend, train_rows, eval_rows, say, weights=checkpoint)
     model, tokenizer = session.model, session.tokenizer
+    if run.writes and recipe.model.chat_template != session.template.name:  # the template chosen, on record
+        recipe.model.chat_template = session.template.name
+        write_json(run.path / "config.json", recipe.to_dict())
 
     # 6. Trainer, trackers; tokens counted by fasttune itself, the same way on every backend.
     wandb_mode = setup_wandb(run.path, run.name, recipe.log.project) if "wandb" in recipe.log.report_to else None

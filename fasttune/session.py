@@ -29,6 +29,8 @@ class Session:
     eval_ds: object
     stats: dict
     """{"train": PrepStats, "eval": PrepStats}: what tokenizing kept, cut and dropped."""
+    template: object
+    """The chat template's TemplateChoice: its name (what config.json records) and why."""
 
     @property
     def has_eval(self) -> bool:
@@ -53,7 +55,8 @@ def open_session(recipe, backend, train_rows: list, eval_rows: list, say, weight
                                         train.seed)
     except OSError as error:  # what from_pretrained raises for a missing or unreachable model
         raise ConfigError(models.load_failure(recipe.model.name, error)) from error
-    say(f"Model: {recipe.model.name} ({path}), chat template: {task.setup_tokenizer(tokenizer)}")
+    template = task.setup_tokenizer(tokenizer, recipe.model.chat_template)
+    say(f"Model: {recipe.model.name} ({path}), chat template: {template}")
 
     train_ds, eval_ds, stats = task.datasets(train_rows, eval_rows, tokenizer, data.max_seq_length)
     from fasttune.check import figures, summary_line
@@ -66,7 +69,7 @@ def open_session(recipe, backend, train_rows: list, eval_rows: list, say, weight
         raise DataError([Problem(data.path, "", "no row left to train on after truncation; raise data.max_seq_length")])
     if weights:
         load_adapter_weights(model, weights)
-    return Session(recipe, backend, model, tokenizer, train_ds, eval_ds, stats)
+    return Session(recipe, backend, model, tokenizer, train_ds, eval_ds, stats, template)
 
 
 def load_adapter_weights(model, folder: Path) -> None:

@@ -23,10 +23,14 @@ echo "fasttune install profile: $PROFILE (requirements/$PROFILE.txt), keeping to
 export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
 $PIP -e ".[dev]" -r "requirements/$PROFILE.txt" "torch==$TORCH"
 
-# 3. Unsloth and the embedded model, without their own pins (see requirements/unsloth.txt).
+# 3. Unsloth and the shipped models, without their own pins (see requirements/unsloth.txt).
 $PIP --no-deps -r requirements/unsloth.txt
 
-# 4. GPU only: xformers, when a wheel on the index matches this torch (Unsloth runs without it).
+# 4. llama.cpp's GGUF converter, from the source distribution of the llama-cpp-python just installed,
+#    into fasttune's cache (fasttune/export/converter.py says why); the first GGUF export would do it too.
+python -m fasttune.export.converter
+
+# 5. GPU only: xformers, when a wheel on the index matches this torch (Unsloth runs without it).
 if [ "$PROFILE" = gpu ]; then
   if $PIP xformers "torch==$TORCH" >/dev/null 2>&1; then
     echo "xformers $(python -c 'import importlib.metadata as m; print(m.version("xformers"))') installed for torch $TORCH"

@@ -22,6 +22,16 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(models.resolve(models.EMBEDDED))
 
 
+@pytest.fixture(scope="session")
+def gemma_tokenizer():
+    """Gemma 3 270M's own tokenizer, from the shipped model (converted once into the user cache), no template."""
+    from transformers import AutoTokenizer
+
+    from fasttune import models
+
+    return AutoTokenizer.from_pretrained(models.resolve("gemma3-270m"))
+
+
 @pytest.fixture
 def write_recipe(tmp_path):
     """Write a recipe for `task` over `data` (a path) into tmp_path and return its path."""

@@ -107,7 +107,7 @@ def test_embedded_shape_comes_from_the_gguf_header_and_counts_every_weight():
     from fasttune import models
 
     shape = memory.Shape.from_config(plan.model_config(models.EMBEDDED), models.EMBEDDED)
-    reader = GGUFReader(models.embedded_gguf())
+    reader = GGUFReader(models.shipped_gguf())
     assert shape.params() == sum(int(t.n_elements) for t in reader.tensors)  # every tensor in the file
     assert (shape.hidden, shape.layers, shape.vocab, shape.tied, shape.context) == (576, 30, 49152, True, 8192)
 

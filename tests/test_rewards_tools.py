@@ -93,7 +93,7 @@ def test_tool_calls_and_answers_are_trained_and_nothing_else(tokenizer):
     import copy
 
     tok = copy.deepcopy(tokenizer)
-    assert "fasttune tool-calling ChatML" in FunctionCalling().setup_tokenizer(tok)
+    assert "fasttune tool-calling ChatML" in str(FunctionCalling().setup_tokenizer(tok))
     assert tok.chat_template == TOOLS_CHATML
     r = row()
     out = tokenize_conversation(tok, r["messages"], 2048, tools=r["tools"])

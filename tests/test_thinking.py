@@ -38,7 +38,7 @@ def conversation(key: str = "reasoning_content") -> dict:
     return {"messages": [QUESTION, {"role": "assistant", "content": ANSWER, key: REASONING}]}
 
 
-def ready(task, tok, rows: list[dict]) -> str:
+def ready(task, tok, rows: list[dict]):
     """What `fasttune run` does before tokenizing: check the rows, then set up the template."""
     assert all(task.check_row(r) == [] for r in rows)
     task.check_dataset([Row(f"data.jsonl:{i}", r) for i, r in enumerate(rows, 1)], [])
@@ -53,7 +53,7 @@ def trained_text(task, tok, row: dict) -> str:
 def test_data_with_reasoning_switches_smollm2_to_the_thinking_template(tok):
     original = tok.chat_template
     assert not thinking.takes_reasoning(original)  # SmolLM2's ChatML knows no reasoning
-    assert ready(tasks.ChatSFT(), tok, [conversation()]).startswith("fasttune thinking ChatML")
+    assert "fasttune's thinking ChatML" in str(ready(tasks.ChatSFT(), tok, [conversation()]))
     assert tok.chat_template == THINK_CHATML
     assert render(tok, conversation()["messages"]) == (
         "<|im_start|>user\nHow many hours are in 7 days?<|im_end|>\n<|im_start|>assistant\n"
@@ -61,13 +61,14 @@ def test_data_with_reasoning_switches_smollm2_to_the_thinking_template(tok):
     # the same rows without reasoning keep the model's own template, untouched
     plain = copy.deepcopy(tok)
     plain.chat_template = original
-    assert ready(tasks.ChatSFT(), plain, [{"messages": [QUESTION, {"role": "assistant", "content": ANSWER}]}]) == "model"
+    assert str(ready(tasks.ChatSFT(), plain, [{"messages": [QUESTION, {"role": "assistant", "content": ANSWER}]}])) \
+        == "model (the model's own)"
     assert plain.chat_template == original
 
 
 def test_a_template_that_renders_reasoning_itself_is_kept(tok):
     tok.chat_template = OWN_TEMPLATE
-    assert ready(tasks.ChatSFT(), tok, [conversation()]) == "model (with reasoning)"
+    assert str(ready(tasks.ChatSFT(), tok, [conversation()])) == "model (the model's own, with reasoning)"
     assert tok.chat_template == OWN_TEMPLATE
 
 
@@ -89,7 +90,7 @@ def test_thinking_is_an_alias_of_reasoning_content(tok):
     assert task.tokenize(conversation("thinking"), tok, 512) == task.tokenize(conversation(), tok, 512)
     instruct = tasks.InstructSFT()
     row = {"prompt": QUESTION["content"], "completion": ANSWER, "thinking": REASONING}
-    assert ready(instruct, tok, [row]) == "model (with reasoning)"  # THINK_CHATML, already in place
+    assert str(ready(instruct, tok, [row])) == "model (the model's own, with reasoning)"  # THINK_CHATML, in place
     assert trained_text(instruct, tok, row) == f"<think>\n{REASONING}\n</think>\n\n{ANSWER}<|im_end|>\n"
     masked = tasks.InstructSFT(train_on_reasoning=False)
     assert trained_text(masked, tok, row) == f"{ANSWER}<|im_end|>\n"

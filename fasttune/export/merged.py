@@ -20,6 +20,7 @@ def merge(run: FinishedRun, out_dir: Path, say=print) -> dict:
     from transformers import AutoConfig
 
     from fasttune import models
+    from fasttune.chat_template import end_of_turn_ids
 
     base_path = run.base_path(say)
     stored = getattr(AutoConfig.from_pretrained(base_path), "dtype", None)
@@ -28,6 +29,7 @@ def merge(run: FinishedRun, out_dir: Path, say=print) -> dict:
     model, tokenizer = run.load_model(torch.float32, say)
     merged = model.merge_and_unload().to(dtype)
     merged.config.use_cache = True
+    merged.generation_config.eos_token_id = end_of_turn_ids(tokenizer)  # stop where training's turns end
 
     write_dir(out_dir, lambda tmp: (merged.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
     return {

@@ -104,11 +104,12 @@ class Task(ABC):
         return {}
 
     # --- training ---
-    def setup_tokenizer(self, tokenizer) -> str:
-        """Make sure the tokenizer has the chat template this task trains with; say which."""
-        from fasttune.chat_template import ensure_chat_template
+    def setup_tokenizer(self, tokenizer, setting: str = "auto"):
+        """Give the tokenizer the chat template this task trains with, from `model.chat_template`
+        (`setting`); return the TemplateChoice (what config.json records, and why)."""
+        from fasttune.chat_template import set_chat_template
 
-        return ensure_chat_template(tokenizer)
+        return set_chat_template(tokenizer, setting)
 
     @abstractmethod
     def datasets(self, train_rows: list, eval_rows: list, tokenizer, max_length: int):

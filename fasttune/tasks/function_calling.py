@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import ClassVar
 
-from fasttune.chat_template import TOOLS_CHATML, tokenize_conversation
+from fasttune.chat_template import TOOLS_CHATML, TemplateChoice, tokenize_conversation
 from fasttune.tasks.base import SFTTask, share
 
 CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
@@ -37,11 +37,13 @@ class FunctionCalling(SFTTask):
     name: ClassVar[str] = "function_calling"
     scores_outputs: ClassVar[bool] = True
 
-    def setup_tokenizer(self, tokenizer) -> str:
+    def setup_tokenizer(self, tokenizer, setting: str = "auto"):
+        """The template `setting` gives when it renders tools; else fasttune's tool-calling ChatML."""
+        choice = super().setup_tokenizer(tokenizer, setting)
         if "tools" in (tokenizer.chat_template or ""):
-            return "model (with tools)"
+            return TemplateChoice(choice.name, f"{choice.why}, with tools")
         tokenizer.chat_template = TOOLS_CHATML
-        return "fasttune tool-calling ChatML (the model's template has no tools)"
+        return TemplateChoice("chatml", "fasttune tool-calling ChatML: the template had no tools")
 
     def check_row(self, row: dict) -> list[tuple[str, str]]:
         tools, problems = row.get("tools"), []

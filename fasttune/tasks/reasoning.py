@@ -31,10 +31,10 @@ class ReasoningData:
         return [f"{self.reasoning_rows} of {len(train_rows) + len(eval_rows)} rows carry reasoning "
                 f"(rendered in a think block before the answer)"]
 
-    def setup_tokenizer(self, tokenizer) -> str:
+    def setup_tokenizer(self, tokenizer, setting: str = "auto"):
         if not self.reasoning_rows:
-            return super().setup_tokenizer(tokenizer)
-        return ensure_thinking_template(tokenizer)
+            return super().setup_tokenizer(tokenizer, setting)
+        return ensure_thinking_template(tokenizer, setting)
 
     def sample_answer(self, answer: str) -> str:
         """The thinking and the final answer apart; an answer without a think block as it is."""
