@@ -46,9 +46,14 @@ def fasttune_class(base: type) -> type:
             super().__init__(*args, **kwargs)
             self.token_counter = token_counter
             from transformers import PrinterCallback
+            from trl import SFTTrainer
 
             self.step_tricks = applicable(self)
             self.remove_callback(PrinterCallback)  # it prints raw log dicts; fasttune's callback shows them
+            # TRL's SFT loss runs a fused LM head that never builds the logits, and a caller that asks for the
+            # outputs (as the Trainer's evaluation does, even when it keeps only the loss) gets them from a
+            # second, full forward pass: so evaluation that keeps only the loss asks for the loss alone
+            self.loss_only_evaluation = isinstance(self, SFTTrainer)
 
         def step_contexts(self) -> ExitStack:
             stack = ExitStack()
@@ -60,9 +65,17 @@ def fasttune_class(base: type) -> type:
             with self.step_contexts():
                 return super().training_step(*args, **kwargs)
 
-        def prediction_step(self, *args, **kwargs):
+        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
             with self.step_contexts():
-                return super().prediction_step(*args, **kwargs)
+                if not (prediction_loss_only and self.loss_only_evaluation):
+                    return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+                import torch
+
+                inputs = self._prepare_inputs(inputs)
+                count = self._get_num_items_in_batch([inputs], self.args.device)
+                with torch.no_grad(), self.compute_loss_context_manager():
+                    loss = self.compute_loss(model, inputs, num_items_in_batch=count)
+                return loss.detach().mean(), None, None
 
         def compute_loss(self, model, inputs, *args, **kwargs):
             # training batches only: evaluation runs with the model in eval mode
