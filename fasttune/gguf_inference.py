@@ -28,6 +28,18 @@ def chat_template(path: Path) -> str:
     return bytes(field.parts[field.data[0]]).decode()
 
 
+def trained_context(path: Path) -> int:
+    """The context length the model was trained with, from the GGUF's metadata (a vocabulary-only load
+    of llama.cpp reads no hyper-parameters, and says 0: an n_ctx of 0 then means the whole trained
+    context, 32k tokens of KV cache for Gemma 3)."""
+    import gguf
+
+    fields = gguf.GGUFReader(path).fields
+    arch = fields["general.architecture"].contents()
+    field = fields.get(f"{arch}.context_length")
+    return int(field.contents()) if field is not None else 2048
+
+
 def greedy_continue(llm, prompt_text: str, max_new_tokens: int) -> list[int]:
     """Greedy token ids from an open model (no sampling penalties: plain argmax), the end-of-turn
     token not included."""
@@ -57,10 +69,9 @@ def greedy_tokens(path: Path, prompt_text: str, max_new_tokens: int) -> list[int
     vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
     try:
         needed = len(vocab.tokenize(prompt_text.encode("utf-8"), add_bos=False, special=True)) + max_new_tokens
-        trained = llama_cpp.llama_model_n_ctx_train(vocab.model)
     finally:
         vocab.close()
-    llm = open_model(path, n_ctx=min(max(512, -(-needed // 256) * 256), trained))
+    llm = open_model(path, n_ctx=min(max(512, -(-needed // 256) * 256), trained_context(path)))
     try:
         return greedy_continue(llm, prompt_text, max_new_tokens)
     finally:

@@ -27,19 +27,24 @@ def held_out_texts(run: FinishedRun, count: int) -> tuple[list[str], str | None]
 
 
 def hf_greedy(merged_dir: Path, tokenizer, prompts: list[str], max_new_tokens: int) -> list[list[int]]:
-    """The merged HF model's greedy token ids (float32) for rendered prompts, the EOS not included."""
+    """The merged HF model's greedy token ids (float32) for rendered prompts, up to the end of the turn
+    (the template's end-of-turn token or EOS, not included: llama.cpp leaves them out too)."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    from fasttune.chat_template import end_of_turn_ids
+
     model = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32).eval()
+    stops = end_of_turn_ids(tokenizer)
     out = []
     for text in prompts:
         ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)
         with torch.no_grad():
             gen = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id)
+                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=stops)
         new = gen[0, ids["input_ids"].shape[1]:].tolist()
-        out.append([t for t in new if t != tokenizer.eos_token_id][:max_new_tokens])
+        end = next((i for i, t in enumerate(new) if t in stops), len(new))
+        out.append(new[:end])
     return out
 
 
@@ -54,7 +59,9 @@ def agreement(gguf_path: Path, prompts: list[str], reference: list[list[int]], m
             if a != b:
                 break
             same += 1
-        per_prompt.append({"matched_prefix": same, "gguf_tokens": len(got), "hf_tokens": len(ref), "exact": got == ref})
+        # an answer shorter than max_new_tokens ended on the end-of-turn token (both sides stop on it)
+        per_prompt.append({"matched_prefix": same, "gguf_tokens": len(got), "hf_tokens": len(ref), "exact": got == ref,
+                           "hf_stopped": len(ref) < max_new_tokens, "gguf_stopped": len(got) < max_new_tokens})
     return {
         "prompts_from": EVAL_PROMPTS,
         "matched_tokens": sum(p["matched_prefix"] for p in per_prompt),
