@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import time
 import traceback
+import uuid
 from pathlib import Path
 
 from fasttune.errors import ConfigError, RunInterrupted
@@ -24,26 +25,55 @@ from fasttune.errors import ConfigError, RunInterrupted
 CONFIG, STATUS, ADAPTER, EVAL_PROMPTS = "config.json", "status.json", "adapter", "eval_prompts.json"
 
 
+def temporary_name(target: Path, kind: str = "tmp") -> Path:
+    """A hidden name beside `target` that no other process or call uses (pid and a random part): two
+    writers of the same file, e.g. two exports, never delete or rename each other's half-written copy."""
+    return target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.{kind}")
+
+
 def write_json(path: Path, value) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    tmp = temporary_name(path)
+    try:
+        tmp.write_text(json.dumps(value, indent=2, default=str) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_dir(target: Path, build) -> None:
     """`build(tmp)` fills a temporary folder beside `target`, which then replaces `target`: an error
     or a full disk midway leaves no half-written folder under the real name."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temporary_name(target)
     try:
         build(tmp)
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-        tmp.rename(target)
+        replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def replace(new: Path, target: Path) -> None:
+    """`new` takes `target`'s name. The old copy is renamed aside first and deleted last, and renamed
+    back when `new` cannot take its place: at every moment a complete copy exists (deleting first, an
+    interrupt before the rename would leave neither)."""
+    old = temporary_name(target, "old") if target.exists() or target.is_symlink() else None
+    if old:
+        target.rename(old)
+    try:
+        new.rename(target)
+    except BaseException:
+        if old:
+            old.rename(target)
+        raise
+    if old:
+        _remove(old)
+
+
+def _remove(path: Path) -> None:
+    """A folder with what it holds, or a file."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 class RunFolder:

@@ -4,6 +4,7 @@ checkpoints never resumed from, unfinished runs refused by everything that reads
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +25,40 @@ def test_write_dir_leaves_the_old_folder_when_building_fails(tmp_path):
         write_dir(target, fails_midway)
     assert (target / "weights").read_text() == "good"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]  # no temporary folder left behind
+
+
+def test_two_writers_of_one_folder_never_touch_each_others_copy(tmp_path):
+    """A second write of the same folder (another export of the run) while the first is half-written:
+    each builds under its own temporary name, and the one that finishes last wins whole."""
+    target = tmp_path / "adapter"
+
+    def outer(tmp):
+        tmp.mkdir()
+        (tmp / "weights").write_text("outer")
+        write_dir(target, lambda inner: (inner.mkdir(), (inner / "weights").write_text("inner")))
+        (tmp / "tokenizer").write_text("outer")
+
+    write_dir(target, outer)
+    assert {p.name: p.read_text() for p in target.iterdir()} == {"weights": "outer", "tokenizer": "outer"}
+    assert [p.name for p in tmp_path.iterdir()] == ["adapter"]
+
+
+def test_an_interrupt_while_replacing_a_folder_leaves_the_old_one(tmp_path, monkeypatch):
+    """Ctrl-C as the new copy is renamed in: the old copy, renamed aside first, comes back."""
+    target = tmp_path / "merged"
+    write_dir(target, lambda tmp: (tmp.mkdir(), (tmp / "weights").write_text("good")))
+    rename = Path.rename
+
+    def interrupted(self, to):
+        if self.name.endswith(".tmp"):
+            raise KeyboardInterrupt
+        return rename(self, to)
+
+    monkeypatch.setattr(Path, "rename", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_dir(target, lambda tmp: (tmp.mkdir(), (tmp / "weights").write_text("new")))
+    assert (target / "weights").read_text() == "good"
+    assert [p.name for p in tmp_path.iterdir()] == ["merged"]
 
 
 def test_an_incomplete_checkpoint_is_never_resumed_from(tmp_path):

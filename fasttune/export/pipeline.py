@@ -101,8 +101,7 @@ def _ensure_merged(job: Job) -> Path:
     """The merged 16-bit model, merged on first use."""
     from fasttune.export.merged import merge
 
-    if job.merge_info is None:
-        _remove(job.merged_dir)
+    if job.merge_info is None:  # merge() replaces an existing merged/ by rename, the old copy deleted last
         started = time.perf_counter()
         job.merge_info = merge(job.run, job.merged_dir, job.say)
         job.merge_info["seconds"] = round(time.perf_counter() - started, 1)
@@ -146,13 +145,6 @@ def _gguf(job: Job) -> list[dict]:
                          f"({v['exact_prompts']}/{len(prompts)} prompts exact)")
         results.append(info)
     return results
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
 
 
 WRITERS = {"adapter": _adapter, "merged": _merged, "gguf": _gguf}
