@@ -12,6 +12,12 @@ from the llama.cpp quantizer inside llama-cpp-python. Each GGUF is then checked:
 answers to the run's held-out prompts are compared token by token with the merged HF model's, and
 the agreement goes into export.json. Every output is written under a temporary name and renamed,
 and an existing output is an error unless `force` is set.
+
+One export per run folder at a time (a lock file, RUN/.export.lock): a second one, e.g. a manual
+export while the recipe's own export runs, is refused at once rather than made to wait. Waiting
+would hold a shell or notebook cell for the minutes a merge and a GGUF check take, and then either
+refuse the outputs the first export just wrote or, with --force, replace them: neither is what
+starting both at once meant, so the message says to run it again once the first is done.
 """
 
 from __future__ import annotations
@@ -19,13 +25,18 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from fasttune.errors import ExportError, RunInterrupted
 from fasttune.export.formats import FORMATS, check
 from fasttune.export.gguf import write_gguf
-from fasttune.run_folder import FinishedRun, open_run, record_step, write_dir, write_json
+from fasttune.run_folder import FinishedRun, open_run, read_status, record_step, run_folder, write_dir, write_json
+
+LOCK = ".export.lock"
 
 
 @dataclass
@@ -48,29 +59,48 @@ def export(run_dir: Path, formats: list[str], quants: list[str], out_dir: Path |
     """Write `formats` for the finished run at `run_dir`; status.json's `export` says how it went
     ('running', then 'done', 'failed' or 'interrupted'). Ctrl-C and SIGTERM end it as RunInterrupted."""
     out_dir = out_dir or run_dir / "export"
-    run = check_request(run_dir, formats, quants, out_dir, force)
-    record_step(run_dir, "export", "running")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        results = []
-        with tempfile.TemporaryDirectory(dir=out_dir) as scratch:
-            merged_dir = out_dir / "merged" if "merged" in formats else Path(scratch) / "merged"
-            job = Job(run, out_dir, quants, verify_prompts, verify_tokens, say, merged_dir)
-            for name in FORMATS:  # in the table's order
-                if name in formats:
-                    results += WRITERS[name](job)
-        report = {"run": str(run_dir), "exports": results}
-        write_json(out_dir / "export.json", report)
-    except BaseException as error:
-        interrupted = isinstance(error, KeyboardInterrupt)
-        record_step(run_dir, "export", "interrupted" if interrupted else "failed", error)
-        if interrupted:
-            raise RunInterrupted(f"the export of {run_dir} was interrupted; the run is intact and no output was "
-                                 "left half-written. Run the export again (--force replaces what it did write)") \
-                from None
-        raise
-    record_step(run_dir, "export", "done")
+    with only_export(run_dir):
+        run = check_request(run_dir, formats, quants, out_dir, force)
+        record_step(run_dir, "export", "running")
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            results = []
+            with tempfile.TemporaryDirectory(dir=out_dir) as scratch:
+                merged_dir = out_dir / "merged" if "merged" in formats else Path(scratch) / "merged"
+                job = Job(run, out_dir, quants, verify_prompts, verify_tokens, say, merged_dir)
+                for name in FORMATS:  # in the table's order
+                    if name in formats:
+                        results += WRITERS[name](job)
+            report = {"run": str(run_dir), "exports": results}
+            write_json(out_dir / "export.json", report)
+        except BaseException as error:
+            interrupted = isinstance(error, KeyboardInterrupt)
+            record_step(run_dir, "export", "interrupted" if interrupted else "failed", error)
+            if interrupted:
+                raise RunInterrupted(f"the export of {run_dir} was interrupted; the run is intact and no output was "
+                                     "left half-written. Run the export again (--force replaces what it did write)") \
+                    from None
+            raise
+        record_step(run_dir, "export", "done")
     return report
+
+
+@contextmanager
+def only_export(run_dir: Path):
+    """Hold the run folder's export lock while the block runs; an ExportError at once when another
+    export holds it (the module docstring says why it does not wait). The lock is the operating
+    system's (flock): a killed export leaves no stale lock behind."""
+    lock = FileLock(run_folder(run_dir) / LOCK, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        status = read_status(run_dir)
+        raise ExportError(f"another export of {run_dir} is running (status.json: export {status.get('export')}, "
+                          f"updated {status.get('updated')}); run this one again once it has finished") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def check_request(run_dir: Path, formats: list[str], quants: list[str], out_dir: Path, force: bool) -> FinishedRun:
