@@ -35,3 +35,52 @@ def test_a_second_export_of_the_same_run_is_refused_while_one_runs(run_dir):
     result = invoke("export", str(run_dir), "--to", "adapter")  # the first is done: this one goes ahead
     assert result.returncode == 0, result.stderr
     assert (run_dir / "export" / "adapter" / "adapter_model.safetensors").read_text() == "weights"
+
+
+def report(out):
+    return json.loads((out / "export.json").read_text())
+
+
+def test_export_json_keeps_every_exports_record(run_dir, tmp_path):
+    """The newest export's records under `exports` (what the command printed), the earlier ones under
+    `history`, oldest first, each with its run."""
+    out = tmp_path / "out"
+    assert invoke("export", str(run_dir), "--to", "adapter", "--out", str(out)).returncode == 0
+    first = report(out)["exports"]
+    assert [r["format"] for r in first] == ["adapter"] and report(out)["history"] == []
+    result = invoke("export", str(run_dir), "--to", "adapter", "--out", str(out), "--force")
+    assert result.returncode == 0, result.stderr
+    second = report(out)
+    assert [r["format"] for r in second["exports"]] == ["adapter"] and second["run"] == str(run_dir)
+    assert second["history"] == [{"run": str(run_dir), **first[0]}]
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_a_failed_export_records_the_outputs_it_did_write(run_dir, monkeypatch):
+    """The adapter is written, then the merge fails: export.json says the adapter is there (and so
+    --force may replace it), not what an earlier export wrote."""
+    from fasttune.export import pipeline
+
+    def merge_fails(job):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setitem(pipeline.WRITERS, "merged", merge_fails)
+    with pytest.raises(OSError, match="No space left"):
+        invoke("export", str(run_dir), "--to", "adapter", "--to", "merged")
+    out = run_dir / "export"
+    assert [r["format"] for r in report(out)["exports"]] == ["adapter"]
+    assert json.loads((run_dir / "status.json").read_text())["export"] == "failed"
+    monkeypatch.undo()
+    result = invoke("export", str(run_dir), "--to", "adapter", "--force")
+    assert result.returncode == 0, result.stderr
+
+
+def test_force_replaces_only_what_fasttune_wrote(run_dir, tmp_path):
+    out = tmp_path / "shared"
+    (out / "adapter").mkdir(parents=True)
+    (out / "adapter" / "notes.txt").write_text("someone else's")
+    result = invoke("export", str(run_dir), "--to", "adapter", "--out", str(out), "--force")
+    assert result.returncode == 2
+    assert f"{out / 'adapter'} exists and was not written by fasttune export" in result.stderr
+    assert "move it away or export to another --out" in result.stderr
+    assert (out / "adapter" / "notes.txt").read_text() == "someone else's"
