@@ -76,6 +76,15 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def check_name(name: str) -> None:
+    """A run's name (the recipe's `name`) becomes one folder inside log.runs_dir, `<name>-<timestamp>`:
+    a path separator in it (`../x`, `/tmp/x`) would put the run folder, and everything the run writes,
+    somewhere else. Refused before anything is written."""
+    if any(sep in name for sep in ("/", "\\", "\0")):
+        raise ConfigError(f"name: {name!r} is not a plain name: the run folder is made inside log.runs_dir, so a "
+                          "name has no '/' or '\\' (no '..', no absolute path); log.runs_dir says where runs go")
+
+
 class RunFolder:
     def __init__(self, path: Path, writes: bool = True):
         self.path = path
@@ -103,6 +112,7 @@ class RunFolder:
 
     @classmethod
     def _new(cls, runs_dir: str, prefix: str) -> Path:
+        check_name(prefix)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         root = Path(runs_dir)
         cls.check_writable(runs_dir)

@@ -10,6 +10,7 @@ import pytest
 
 from fasttune.errors import ConfigError
 from fasttune.run_folder import RunFolder, find_checkpoint, latest_checkpoint, open_run, write_dir
+from helpers import invoke
 
 
 def test_write_dir_leaves_the_old_folder_when_building_fails(tmp_path):
@@ -88,3 +89,23 @@ def test_only_a_finished_run_opens(tmp_path):
     (run.path / "adapter").mkdir()
     finished = open_run(run.path)
     assert finished.task_class().name == "chat_sft" and finished.held_out() is None
+
+
+@pytest.mark.parametrize("where", ["override", "recipe"])
+@pytest.mark.parametrize("name", ["../../escaped", "ABSOLUTE", "sub\\escaped"])
+def test_a_run_name_cannot_put_the_run_outside_the_runs_folder(tmp_path, name, where):
+    """Refused with the recipe's other checks, before any data is read or folder made (the data file
+    does not exist: the name is the first thing said)."""
+    name = str(tmp_path / "escaped") if name == "ABSOLUTE" else name
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    recipe = work / "recipe.py"
+    recipe.write_text("from fasttune import Data, Recipe, tasks\n"
+                      f"recipe = Recipe(task=tasks.ChatSFT(), data=Data('missing.jsonl')"
+                      f"{f', name={name!r}' if where == 'recipe' else ''})\n")
+    override = [f"name={name}"] if where == "override" else []
+    result = invoke("run", str(recipe), *override, f"log.runs_dir={work / 'runs'}")
+    assert result.returncode == 2 and f"name: {name!r} is not a plain name" in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b", "recipe.py"]
+    with pytest.raises(ConfigError, match="not a plain name"):
+        RunFolder.create(str(work / "runs"), name)
