@@ -122,12 +122,12 @@ class Run:
 
     @property
     def wandb(self) -> str:
-        """Where W&B logged the run: offline folders to `wandb sync`, or that it went online."""
-        from fasttune.tracking import wandb_offline_dirs
+        """Where W&B logged the run: offline, with the `wandb sync` command that uploads it, or online."""
+        from fasttune.tracking import wandb_offline_dirs, wandb_sync_command
 
         offline = wandb_offline_dirs(self.path)
         if offline:
-            return "offline: " + ", ".join(str(p) for p in offline) + " (upload with `wandb sync <folder>`)"
+            return "offline: upload with " + " && ".join(wandb_sync_command(p) for p in offline)
         if (self.path / "wandb").is_dir():
             return f"online: see your W&B project; local files in {self.path / 'wandb'}"
         return "not logged to W&B (log.report_to has no 'wandb')"

@@ -7,6 +7,7 @@ errors come back in well under a second.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import textwrap
 from pathlib import Path
@@ -64,8 +65,9 @@ def run(ctx, recipe_path, overrides, show_help):
     config_file = recipe.train.accelerate_config
     if distributed.should_relaunch(config_file):
         if not Path(config_file).is_file():
-            raise ConfigError(f"train.accelerate_config: no file {config_file}; write one with "
-                              f"`accelerate config --config_file {config_file}` or name one in recipes/accelerate/")
+            write = shlex.join(["accelerate", "config", "--config_file", config_file])
+            raise ConfigError(f"train.accelerate_config: no file {config_file}; write one with `{write}` "
+                              "or name one in recipes/accelerate/")
         distributed.relaunch(config_file, ["run", recipe_path, *overrides])
     from fasttune.run import run as run_recipe
 
@@ -219,7 +221,7 @@ def print_recipe_help(recipe, path: str) -> None:
     """Every field as `key: type = value`, then its docstring, grouped by section (argparse style)."""
     from fasttune.recipe import describe
 
-    click.echo(f"Usage: fasttune run {path} [KEY=VALUE]...   (task: {type(recipe.task).__name__})")
+    click.echo(f"Usage: fasttune run {shlex.quote(path)} [KEY=VALUE]...   (task: {type(recipe.task).__name__})")
     section = None
     for key, type_, value, default, doc in describe(recipe):
         if key.split(".")[0] != section:

@@ -32,7 +32,7 @@ from fasttune.plan import resolve_auto
 from fasttune.recipe import Recipe
 from fasttune.run_folder import RunFolder, find_checkpoint, latest_checkpoint, write_dir, write_json
 from fasttune.session import open_session, quiet_libraries
-from fasttune.tracking import make_callback, plot_loss, setup_wandb, wandb_offline_dirs
+from fasttune.tracking import make_callback, plot_loss, setup_wandb, wandb_offline_dirs, wandb_sync_command
 from fasttune.trainer.build import RunHooks
 from fasttune.trainer.throughput import TokenCounter, gpu_peak_gib, reset_gpu_peak
 
@@ -81,7 +81,7 @@ def run(recipe: Recipe, console: Console | None = None, command: str = "fasttune
     except KeyboardInterrupt as error:  # before training started, or a second Ctrl-C during it
         run.fail(error)
         saved = latest_checkpoint(run.path)
-        resume = f"Resume with: {command} train.resume={shlex.quote(str(run.path))}" if saved else \
+        resume = f"Resume with: {resume_command(command, run.path)}" if saved else \
             f"Nothing was trained yet; start again with: {command}"
         raise RunInterrupted(f"{error or 'Ctrl-C'} before training finished. {resume}") from error
     except BaseException as error:
@@ -206,7 +206,7 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
     say(f"Training finished: {trainer.state.global_step} steps, adapter saved in {run.path / 'adapter'}")
     if wandb_mode == "offline" and run.writes:
         for folder in wandb_offline_dirs(run.path):
-            say(f"W&B ran offline; upload later with: wandb sync {folder}")
+            say(f"W&B ran offline; upload later with: {wandb_sync_command(folder)}")
     return session, trainer, evaluator, guard.requested
 
 
@@ -224,7 +224,7 @@ def stopped_early(guard: StopGuard, recipe: Recipe, run_dir: Path, command: str,
         step, key, value = guard.nonfinite
         again = shlex.join(part for part in shlex.split(command) if not part.startswith("train.lr="))
         last = (f"The last good checkpoint is {saved}; resume from it with a lower learning rate: "
-                f"{again} train.lr={recipe.train.lr / 10:g} train.resume={saved}") if saved else \
+                f"{resume_command(again, saved, f'train.lr={recipe.train.lr / 10:g}')}") if saved else \
             "No checkpoint was saved before it (train.save_steps writes them)."
         raise TrainingDiverged(
             f"{key} became {value} at step {step}. Likely causes: a learning rate too high for this model "
@@ -232,7 +232,13 @@ def stopped_early(guard: StopGuard, recipe: Recipe, run_dir: Path, command: str,
             f"broken rows in the data (fasttune check shows them). The weights of that step were not saved. {last}")
     if guard.requested and state.global_step < state.max_steps:
         raise RunInterrupted(f"{guard.requested} during training: checkpoint saved at {saved}.\n"
-                             f"Resume with: {command} train.resume={shlex.quote(str(run_dir))}")
+                             f"Resume with: {resume_command(command, run_dir)}")
+
+
+def resume_command(command: str, resume: Path, *overrides: str) -> str:
+    """`command` (a shell command already quoted) with `overrides` and train.resume=`resume` appended,
+    each quoted: a path with a space, `;` or `$(...)` stays one argument when the line is pasted."""
+    return " ".join([command, *map(shlex.quote, [*overrides, f"train.resume={resume}"])])
 
 
 def adapter_sha256(model) -> str:

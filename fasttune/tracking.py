@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import netrc
 import os
+import shlex
 import socket
 import time
 from pathlib import Path
@@ -146,3 +147,8 @@ def setup_wandb(run_dir: Path, run_name: str, project: str) -> str:
 
 def wandb_offline_dirs(run_dir: Path) -> list[Path]:
     return sorted((run_dir / "wandb").glob("offline-run-*"))
+
+
+def wandb_sync_command(folder: Path) -> str:
+    """The command that uploads an offline W&B run, quoted for a shell."""
+    return shlex.join(["wandb", "sync", str(folder)])
