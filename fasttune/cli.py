@@ -13,10 +13,10 @@ import textwrap
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from fasttune.errors import ConfigError, FasttuneError
 from fasttune.export.formats import FORMATS, QUANTS, parse_quants
+from fasttune.tracking import plain_console
 
 RUN_HELP = """Train with the recipe in RECIPE (a Python file ending in `recipe = Recipe(...)`).
 
@@ -89,7 +89,7 @@ def check(recipe_path, overrides, as_json):
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False))
     else:
-        print_report(report, Console(soft_wrap=True))
+        print_report(report, plain_console())
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -109,7 +109,7 @@ def plan(recipe_path, overrides, gpu, as_json):
     if as_json:
         click.echo(json.dumps(result))
     else:
-        print_report(result, Console(soft_wrap=True).print)
+        print_report(result, plain_console().print)
 
 
 @main.command()
@@ -117,7 +117,7 @@ def env():
     """Hardware, library versions, which backend `auto` picks and why, and what the GPU path lacks."""
     from fasttune.env import report
 
-    report(Console())
+    report(plain_console())
 
 
 @main.command()
@@ -176,7 +176,7 @@ def evaluate(run_dir):
     its saved adapter: what a run whose evaluation failed or was interrupted asks for."""
     from fasttune.evaluate import evaluate_run
 
-    evaluate_run(run_dir, Console(soft_wrap=True).print)
+    evaluate_run(run_dir, plain_console().print)
     click.echo(f"Evaluation written to {run_dir / 'eval.json'} and {run_dir / 'samples.md'}")
 
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from fasttune import backends, distributed
 from fasttune.check import load_tokenizer, longest_row
@@ -32,16 +33,16 @@ from fasttune.plan import resolve_auto
 from fasttune.recipe import Recipe
 from fasttune.run_folder import RunFolder, find_checkpoint, latest_checkpoint, write_dir, write_json
 from fasttune.session import open_session, quiet_libraries
-from fasttune.tracking import make_callback, plot_loss, setup_wandb, wandb_offline_dirs, wandb_sync_command
+from fasttune.tracking import make_callback, plain_console, plot_loss, setup_wandb, wandb_sync_commands
 from fasttune.trainer.build import RunHooks
 from fasttune.trainer.throughput import TokenCounter, gpu_peak_gib, reset_gpu_peak
 
 
 def run(recipe: Recipe, console: Console | None = None, command: str = "fasttune run RECIPE") -> Path:
     """Train `recipe`; `command` is how it was started, for the resume command an interruption prints."""
-    console = console or Console(soft_wrap=True)  # paths stay whole, copy-pastable
+    console = console or plain_console()
     if not distributed.is_main():
-        console = Console(quiet=True)  # one set of messages, one progress bar: rank 0's
+        console = plain_console(quiet=True)  # one set of messages, one progress bar: rank 0's
     say = console.print
     quiet_libraries()
     started = time.perf_counter()
@@ -100,7 +101,7 @@ def run(recipe: Recipe, console: Console | None = None, command: str = "fasttune
     if run.writes:
         summary["wall_time_s"] = round(time.perf_counter() - started, 1)
         write_json(run.path / SUMMARY, summary)
-    say(f"[bold green]Finished[/] in {time.perf_counter() - started:.0f} s. Run folder: {run.path}")
+    say(Text.assemble(("Finished", "bold green"), f" in {time.perf_counter() - started:.0f} s. Run folder: {run.path}"))
     distributed.finish()  # the other processes are done; rank 0 alone exports
     if recipe.export.formats and run.writes:  # 10. Export, as `fasttune export` would
         _export(recipe, run, say)
@@ -205,8 +206,8 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
     run.status("finished", backend=backend.NAME, evaluation="pending")
     say(f"Training finished: {trainer.state.global_step} steps, adapter saved in {run.path / 'adapter'}")
     if wandb_mode == "offline" and run.writes:
-        for folder in wandb_offline_dirs(run.path):
-            say(f"W&B ran offline; upload later with: {wandb_sync_command(folder)}")
+        for sync in wandb_sync_commands(run.path):
+            say(f"W&B ran offline; upload later with: {sync}")
     return session, trainer, evaluator, guard.requested
 
 

@@ -17,6 +17,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
+def plain_console(**options) -> Console:
+    """The console fasttune prints through. Text is printed as given, never read as Rich markup or
+    emoji codes: most of it is the user's (paths, recipe names, labels, data), and `[/x]` in a path
+    would raise a MarkupError, `[red]` vanish. Styled words are `rich.text.Text`; soft_wrap keeps long
+    paths whole, copy-pastable."""
+    return Console(soft_wrap=True, markup=False, emoji=False, **options)
+
+
 def make_callback(metrics_path: Path, console: Console, tokens, fields: tuple[str, ...] = ()):
     """A transformers TrainerCallback (built here so transformers is imported only when training).
     `tokens` is the run's throughput.TokenCounter: tokens/s comes from fasttune's own count, summed
@@ -145,10 +153,7 @@ def setup_wandb(run_dir: Path, run_name: str, project: str) -> str:
     return os.environ.get("WANDB_MODE", "online")
 
 
-def wandb_offline_dirs(run_dir: Path) -> list[Path]:
-    return sorted((run_dir / "wandb").glob("offline-run-*"))
-
-
-def wandb_sync_command(folder: Path) -> str:
-    """The command that uploads an offline W&B run, quoted for a shell."""
-    return shlex.join(["wandb", "sync", str(folder)])
+def wandb_sync_commands(run_dir: Path) -> list[str]:
+    """The commands that upload the run's offline W&B runs (none when it logged online or not at all),
+    each quoted for a shell."""
+    return [shlex.join(["wandb", "sync", str(p)]) for p in sorted((run_dir / "wandb").glob("offline-run-*"))]

@@ -1,5 +1,6 @@
 """User text in what fasttune prints (paths, recipe names, data): every printed command pastes back
-into a shell as the argv it names, whatever the path holds (a space, `;`, `$(...)`)."""
+into a shell as the argv it names, whatever the path holds (a space, `;`, `$(...)`), and nothing the
+user wrote is read as Rich markup (`[/x]` would raise a MarkupError, `[red]` vanish)."""
 
 from __future__ import annotations
 
@@ -70,3 +71,30 @@ def test_the_recipe_help_usage_line_pastes_back_whole(write_recipe):
     assert result.returncode == 0, result.stderr
     usage = result.stdout.splitlines()[0].removeprefix("Usage: ").split(" [KEY=VALUE]")[0]
     assert shlex.split(usage) == ["fasttune", "run", str(recipe)]
+
+
+@pytest.fixture
+def marked_up(tmp_path, write_recipe):
+    """A chat recipe named `chat [red]x`, its data in a folder whose path holds `[/x]`."""
+    data = tmp_path / "[" / "x]" / "chats.jsonl"
+    data.parent.mkdir(parents=True)
+    row = {"messages": [{"role": "user", "content": "What is [/x]?"}, {"role": "assistant", "content": "[red]"}]}
+    data.write_text("\n".join(json.dumps(row) for _ in range(8)) + "\n")
+    return write_recipe(str(data), name="chat [red]x.py"), data
+
+
+def test_check_prints_names_and_paths_as_written(marked_up):
+    recipe, data = marked_up
+    result = invoke("check", str(recipe))
+    assert result.returncode == 0, result.stderr
+    assert "chat [red]x: task chat_sft" in result.stdout and f"data: train {data}" in result.stdout
+
+
+def test_run_prints_names_and_paths_as_written(marked_up, tmp_path):
+    """Up to the run folder: log.runs_dir is a file, refused before any model loads."""
+    recipe, data = marked_up
+    not_a_folder = tmp_path / "runs-file"
+    not_a_folder.write_text("")
+    result = invoke("run", str(recipe), f"log.runs_dir={not_a_folder}")
+    assert result.returncode == 2 and "log.runs_dir: cannot write run folders" in result.stderr, result.stderr
+    assert f"train rows from {data}" in result.stdout
