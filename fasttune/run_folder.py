@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 import traceback
@@ -137,9 +138,32 @@ class RunFolder:
             record_step(self.path, name, state, error)
 
     def fail(self, error: BaseException, **extra) -> None:
-        state = "interrupted" if isinstance(error, KeyboardInterrupt | RunInterrupted) else "failed"
-        self.status(state, error=f"{type(error).__name__}: {error}",
-                    traceback="".join(traceback.format_exception(error))[-4000:], **extra)
+        """status.json says the run failed or was interrupted, and why; never raises in `error`'s place
+        (`write_ending`)."""
+        if self.writes:
+            state = "interrupted" if isinstance(error, KeyboardInterrupt | RunInterrupted) else "failed"
+            write_ending(self.path / STATUS, {"status": state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                              "error": f"{type(error).__name__}: {error}",
+                                              "traceback": "".join(traceback.format_exception(error))[-4000:],
+                                              **extra}, error)
+
+
+def write_ending(path: Path, status: dict, error: BaseException) -> None:
+    """status.json saying how the run or a step ended, written while `error` is on its way up, so it never
+    raises in its place. The disk that broke the run is often full, with no room for write_json's new
+    copy: status.json is then rewritten in place (the blocks it holds are reused) without the
+    traceback; when even that fails, a warning on stderr says it may still read 'running'."""
+    try:
+        write_json(path, status)
+    except OSError as cannot:
+        short = {k: v[:1000] if isinstance(v, str) else v for k, v in status.items() if not k.endswith("traceback")}
+        try:
+            with open(path, "r+b") as f:  # not atomic, but the only write left; status.json is small
+                f.write((json.dumps(short, indent=2) + "\n").encode())
+                f.truncate()
+        except OSError:
+            print(f"Warning: {path} could not be updated ({cannot.strerror or cannot}), so it does not record "
+                  f"{type(error).__name__}: {error}", file=sys.stderr)
 
 
 def record_step(run_dir: Path, name: str, state: str, error: BaseException | None = None) -> None:
@@ -147,10 +171,12 @@ def record_step(run_dir: Path, name: str, state: str, error: BaseException | Non
     'interrupted'); `name`_error and `name`_traceback say why when `error` is given."""
     status = {k: v for k, v in read_status(run_dir).items() if not k.startswith(f"{name}_")}
     status.update({name: state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    if error is not None:
-        status[f"{name}_error"] = f"{type(error).__name__}: {error}"
-        status[f"{name}_traceback"] = "".join(traceback.format_exception(error))[-4000:]
-    write_json(Path(run_dir) / STATUS, status)
+    if error is None:
+        write_json(Path(run_dir) / STATUS, status)
+        return
+    status[f"{name}_error"] = f"{type(error).__name__}: {error}"
+    status[f"{name}_traceback"] = "".join(traceback.format_exception(error))[-4000:]
+    write_ending(Path(run_dir) / STATUS, status, error)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

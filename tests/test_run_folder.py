@@ -3,12 +3,13 @@ checkpoints never resumed from, unfinished runs refused by everything that reads
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
 import pytest
 
-from fasttune.errors import ConfigError
+from fasttune.errors import ConfigError, StorageError
 from fasttune.run_folder import RunFolder, find_checkpoint, latest_checkpoint, open_run, write_dir
 from helpers import invoke
 
@@ -109,3 +110,38 @@ def test_a_run_name_cannot_put_the_run_outside_the_runs_folder(tmp_path, name, w
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b", "recipe.py"]
     with pytest.raises(ConfigError, match="not a plain name"):
         RunFolder.create(str(work / "runs"), name)
+
+
+def full_disk(monkeypatch):
+    """No room for a new file (write_json's temporary copy); files that exist can still be rewritten."""
+    def no_space(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", no_space)
+
+
+def test_a_run_that_fails_on_a_full_disk_is_still_marked_failed(tmp_path, monkeypatch):
+    run = RunFolder.create(str(tmp_path), "chat")
+    run.status("running")
+    full_disk(monkeypatch)
+    run.fail(StorageError("metrics.jsonl: could not append the step 4 record (No space left on device)"))
+    status = json.loads((run.path / "status.json").read_text())
+    assert status["status"] == "failed" and status["error"].startswith("StorageError: metrics.jsonl: could not")
+    assert "traceback" not in status  # the short record that fits where the old one was
+
+
+def test_a_step_that_fails_on_a_full_disk_is_still_recorded(tmp_path, monkeypatch):
+    run = RunFolder.create(str(tmp_path), "chat")
+    run.status("finished")
+    full_disk(monkeypatch)
+    run.step("export", "failed", OSError(errno.ENOSPC, "No space left on device"))
+    status = json.loads((run.path / "status.json").read_text())
+    assert status["status"] == "finished" and status["export"] == "failed" and "No space" in status["export_error"]
+
+
+def test_a_status_json_that_cannot_be_written_at_all_leaves_the_error_the_one_raised(tmp_path, capsys):
+    run = RunFolder.create(str(tmp_path), "chat")
+    (run.path / "status.json").mkdir()  # can be neither replaced nor rewritten
+    run.fail(OSError(errno.ENOSPC, "No space left on device"))  # returns: the caller raises the run's own error
+    warning = capsys.readouterr().err
+    assert "status.json could not be updated" in warning and "OSError: [Errno 28] No space left" in warning
