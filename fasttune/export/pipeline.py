@@ -96,7 +96,7 @@ class Ledger:
     def __init__(self, out_dir: Path, run_dir: Path):
         self.path = out_dir / REPORT
         earlier = read_report(out_dir)
-        history = [*earlier.get("history", []), *({"run": earlier["run"], **r} for r in earlier.get("exports", []))]
+        history = [*earlier.get("history", []), *({"run": earlier.get("run"), **r} for r in earlier.get("exports", []))]
         self.report = {"run": str(run_dir), "exports": [], "history": history}
 
     def add(self, record: dict) -> None:
