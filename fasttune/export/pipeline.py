@@ -121,7 +121,7 @@ def written_by_fasttune(out_dir: Path) -> set[str]:
 def only_export(run_dir: Path):
     """Hold the run folder's export lock while the block runs; an ExportError at once when another
     export holds it (the module docstring says why it does not wait). The lock is the operating
-    system's (flock): a killed export leaves no stale lock behind."""
+    system's (flock), released when the process ends however it ends: a killed export blocks nothing."""
     lock = FileLock(run_folder(run_dir) / LOCK, timeout=0)
     try:
         lock.acquire()
