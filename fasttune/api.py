@@ -35,9 +35,8 @@ def load(recipe: str | Path | Recipe, *overrides: str) -> Recipe:
 def check(recipe: Recipe, show: bool = True) -> dict:
     """`fasttune check`: rows, token lengths, truncation, trained share and a rendered example per
     split, printed when `show`; returned as the report dict either way."""
-    from rich.console import Console
-
     from fasttune.backends import choose
+    from fasttune.tracking import plain_console
 
     # A notebook's kernel lives on: the tokenizer read here imports transformers, and Unsloth must be
     # imported before it for `train` in the same kernel to get Unsloth's patches. The CLI's check is
@@ -45,7 +44,7 @@ def check(recipe: Recipe, show: bool = True) -> dict:
     choose(recipe.model.backend)
     report = check_module.inspect(recipe, say=print if show else (lambda message: None))
     if show:
-        check_module.print_report(report, Console(soft_wrap=True))
+        check_module.print_report(report, plain_console())
     return report
 
 
@@ -122,12 +121,12 @@ class Run:
 
     @property
     def wandb(self) -> str:
-        """Where W&B logged the run: offline folders to `wandb sync`, or that it went online."""
-        from fasttune.tracking import wandb_offline_dirs
+        """Where W&B logged the run: offline, with the `wandb sync` command that uploads it, or online."""
+        from fasttune.tracking import wandb_sync_commands
 
-        offline = wandb_offline_dirs(self.path)
+        offline = wandb_sync_commands(self.path)
         if offline:
-            return "offline: " + ", ".join(str(p) for p in offline) + " (upload with `wandb sync <folder>`)"
+            return "offline: upload with " + " && ".join(offline)
         if (self.path / "wandb").is_dir():
             return f"online: see your W&B project; local files in {self.path / 'wandb'}"
         return "not logged to W&B (log.report_to has no 'wandb')"

@@ -10,6 +10,7 @@ inside [[ ]].
 from __future__ import annotations
 
 from rich.console import Console
+from rich.text import Text
 
 from fasttune.data.load import load_splits
 from fasttune.plan import resolve_auto
@@ -101,10 +102,12 @@ def histogram(lengths: list[int], top: int) -> list[dict]:
 
 
 def print_report(report: dict, console: Console) -> None:
+    """The report for people, through fasttune's plain console (tracking.plain_console): the recipe's
+    name, paths and rows are printed as written, never read as markup."""
     say = console.print
-    say(f"[bold]{report['recipe']}[/]: task {report['task']}, model {report['model']} "
-        f"(chat template: {report['chat_template']}), max_seq_length {report['max_seq_length']}, "
-        f"gradient checkpointing {'on' if report['gradient_checkpointing'] else 'off'} on this machine")
+    say(Text.assemble((report["recipe"], "bold"), f": task {report['task']}, model {report['model']} "
+                      f"(chat template: {report['chat_template']}), max_seq_length {report['max_seq_length']}, "
+                      f"gradient checkpointing {'on' if report['gradient_checkpointing'] else 'off'} on this machine"))
     say(f"data: train {report['data']['train']}, eval {report['data']['eval']}", highlight=False)
     for split, fig in report["splits"].items():
         say("")
@@ -113,11 +116,11 @@ def print_report(report: dict, console: Console) -> None:
         for b in fig["histogram"]:
             bar = "█" * round(30 * b["rows"] / peak)
             marker = "  <- max_seq_length" if b["from"] <= report["max_seq_length"] <= b["to"] else ""
-            say(f"  {b['from']:>6}-{b['to']:<6} {b['rows']:>6} {bar}{marker}", markup=False)
+            say(f"  {b['from']:>6}-{b['to']:<6} {b['rows']:>6} {bar}{marker}")
     if report["figures"]:
         say("")
         for key, value in report["figures"].items():
-            say(f"{key}: {value}", markup=False)
+            say(f"{key}: {value}")
     for split, example in report["examples"].items():
-        say(f"\n[bold]{split} example[/] ({example['where']}; trained text inside [[ ]]):")
-        say(example["text"], markup=False, highlight=False)
+        say(Text.assemble("\n", (f"{split} example", "bold"), f" ({example['where']}; trained text inside [[ ]]):"))
+        say(example["text"], highlight=False)

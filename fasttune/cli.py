@@ -7,15 +7,16 @@ errors come back in well under a second.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import textwrap
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from fasttune.errors import ConfigError, FasttuneError
 from fasttune.export.formats import FORMATS, QUANTS, parse_quants
+from fasttune.tracking import plain_console
 
 RUN_HELP = """Train with the recipe in RECIPE (a Python file ending in `recipe = Recipe(...)`).
 
@@ -64,8 +65,9 @@ def run(ctx, recipe_path, overrides, show_help):
     config_file = recipe.train.accelerate_config
     if distributed.should_relaunch(config_file):
         if not Path(config_file).is_file():
-            raise ConfigError(f"train.accelerate_config: no file {config_file}; write one with "
-                              f"`accelerate config --config_file {config_file}` or name one in recipes/accelerate/")
+            write = shlex.join(["accelerate", "config", "--config_file", config_file])
+            raise ConfigError(f"train.accelerate_config: no file {config_file}; write one with `{write}` "
+                              "or name one in recipes/accelerate/")
         distributed.relaunch(config_file, ["run", recipe_path, *overrides])
     from fasttune.run import run as run_recipe
 
@@ -87,7 +89,7 @@ def check(recipe_path, overrides, as_json):
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False))
     else:
-        print_report(report, Console(soft_wrap=True))
+        print_report(report, plain_console())
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -107,7 +109,7 @@ def plan(recipe_path, overrides, gpu, as_json):
     if as_json:
         click.echo(json.dumps(result))
     else:
-        print_report(result, Console(soft_wrap=True).print)
+        print_report(result, plain_console().print)
 
 
 @main.command()
@@ -115,7 +117,7 @@ def env():
     """Hardware, library versions, which backend `auto` picks and why, and what the GPU path lacks."""
     from fasttune.env import report
 
-    report(Console())
+    report(plain_console())
 
 
 @main.command()
@@ -174,7 +176,7 @@ def evaluate(run_dir):
     its saved adapter: what a run whose evaluation failed or was interrupted asks for."""
     from fasttune.evaluate import evaluate_run
 
-    evaluate_run(run_dir, Console(soft_wrap=True).print)
+    evaluate_run(run_dir, plain_console().print)
     click.echo(f"Evaluation written to {run_dir / 'eval.json'} and {run_dir / 'samples.md'}")
 
 
@@ -219,7 +221,7 @@ def print_recipe_help(recipe, path: str) -> None:
     """Every field as `key: type = value`, then its docstring, grouped by section (argparse style)."""
     from fasttune.recipe import describe
 
-    click.echo(f"Usage: fasttune run {path} [KEY=VALUE]...   (task: {type(recipe.task).__name__})")
+    click.echo(f"Usage: fasttune run {shlex.quote(path)} [KEY=VALUE]...   (task: {type(recipe.task).__name__})")
     section = None
     for key, type_, value, default, doc in describe(recipe):
         if key.split(".")[0] != section:

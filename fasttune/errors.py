@@ -51,6 +51,13 @@ class TrainingDiverged(FasttuneError):
     label = "Training stopped"
 
 
+class StorageError(FasttuneError):
+    """A file of the run folder could not be written (a full disk, a folder removed under the run): the
+    message names the file and what to do; the run is marked failed."""
+
+    label = "Cannot write"
+
+
 class RunInterrupted(FasttuneError):
     """Ctrl-C or SIGTERM: the message says what was kept (a checkpoint, the adapter) and the command that goes on."""
 

@@ -14,6 +14,8 @@ import json
 import re
 from pathlib import Path
 
+from rich.text import Text
+
 from fasttune import backends, memory, models
 from fasttune.errors import ConfigError
 
@@ -186,8 +188,8 @@ def report(recipe, card_gib: float | None) -> dict:
 def print_report(plan: dict, say) -> None:
     shape = plan["shape"]
     params = f"{plan['params'] / 1e9:.2f}B" if plan["params"] >= 1e9 else f"{plan['params'] / 1e6:.1f}M"
-    say(f"[bold]{plan['recipe']}[/] on {plan['model']}: {params} parameters (hidden "
-        f"{shape['hidden']}, {shape['layers']} layers, vocabulary {shape['vocab']}, context {shape['context']})")
+    say(Text.assemble((plan["recipe"], "bold"), f" on {plan['model']}: {params} parameters (hidden {shape['hidden']}, "
+                      f"{shape['layers']} layers, vocabulary {shape['vocab']}, context {shape['context']})"))
     say(f"backend {plan['backend']}, {'4-bit' if plan['load_in_4bit'] else '16-bit'} base, LoRA r={plan['lora_r']} on "
         f"{len(plan['lora_targets'])} layer types, gradient checkpointing "
         f"{'on' if plan['gradient_checkpointing'] else 'off'}"

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from fasttune.config import Data, Eval, Export, Log, Model, Train
 from fasttune.errors import ConfigError
+from fasttune.run_folder import check_name
 
 SECTIONS = ("task", "model", "data", "train", "eval", "log", "export")
 
@@ -43,7 +44,8 @@ class Recipe:
     log: Log = field(default_factory=Log)
     export: Export = field(default_factory=Export)
     name: str = ""
-    """Run name prefix; defaults to the recipe file's name."""
+    """Run name prefix: runs go into log.runs_dir/<name>-<timestamp>, so it has no '/'; defaults to the
+    recipe file's name."""
 
     def __post_init__(self):
         """Checks across sections (each section checks its own fields)."""
@@ -52,6 +54,7 @@ class Recipe:
         if "gguf" in self.export.formats and self.task.gguf_refusal:
             raise ConfigError(f"export.formats: {self.task.gguf_refusal}")
         self.task.check_train(self.train)
+        check_name(self.name)
 
     def to_dict(self) -> dict:
         task = {k: plain(v) for k, v in dataclasses.asdict(self.task).items()}

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from fasttune import backends, distributed
 from fasttune.check import load_tokenizer, longest_row
@@ -32,16 +33,16 @@ from fasttune.plan import resolve_auto
 from fasttune.recipe import Recipe
 from fasttune.run_folder import RunFolder, find_checkpoint, latest_checkpoint, write_dir, write_json
 from fasttune.session import open_session, quiet_libraries
-from fasttune.tracking import make_callback, plot_loss, setup_wandb, wandb_offline_dirs
+from fasttune.tracking import make_callback, plain_console, plot_loss, setup_wandb, wandb_sync_commands
 from fasttune.trainer.build import RunHooks
 from fasttune.trainer.throughput import TokenCounter, gpu_peak_gib, reset_gpu_peak
 
 
 def run(recipe: Recipe, console: Console | None = None, command: str = "fasttune run RECIPE") -> Path:
     """Train `recipe`; `command` is how it was started, for the resume command an interruption prints."""
-    console = console or Console(soft_wrap=True)  # paths stay whole, copy-pastable
+    console = console or plain_console()
     if not distributed.is_main():
-        console = Console(quiet=True)  # one set of messages, one progress bar: rank 0's
+        console = plain_console(quiet=True)  # one set of messages, one progress bar: rank 0's
     say = console.print
     quiet_libraries()
     started = time.perf_counter()
@@ -81,7 +82,7 @@ def run(recipe: Recipe, console: Console | None = None, command: str = "fasttune
     except KeyboardInterrupt as error:  # before training started, or a second Ctrl-C during it
         run.fail(error)
         saved = latest_checkpoint(run.path)
-        resume = f"Resume with: {command} train.resume={shlex.quote(str(run.path))}" if saved else \
+        resume = f"Resume with: {resume_command(command, run.path)}" if saved else \
             f"Nothing was trained yet; start again with: {command}"
         raise RunInterrupted(f"{error or 'Ctrl-C'} before training finished. {resume}") from error
     except BaseException as error:
@@ -100,7 +101,7 @@ def run(recipe: Recipe, console: Console | None = None, command: str = "fasttune
     if run.writes:
         summary["wall_time_s"] = round(time.perf_counter() - started, 1)
         write_json(run.path / SUMMARY, summary)
-    say(f"[bold green]Finished[/] in {time.perf_counter() - started:.0f} s. Run folder: {run.path}")
+    say(Text.assemble(("Finished", "bold green"), f" in {time.perf_counter() - started:.0f} s. Run folder: {run.path}"))
     distributed.finish()  # the other processes are done; rank 0 alone exports
     if recipe.export.formats and run.writes:  # 10. Export, as `fasttune export` would
         _export(recipe, run, say)
@@ -208,8 +209,8 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
     run.status("finished", backend=backend.NAME, evaluation="pending")
     say(f"Training finished: {trainer.state.global_step} steps, adapter saved in {run.path / 'adapter'}")
     if wandb_mode == "offline" and run.writes:
-        for folder in wandb_offline_dirs(run.path):
-            say(f"W&B ran offline; upload later with: wandb sync {folder}")
+        for sync in wandb_sync_commands(run.path):
+            say(f"W&B ran offline; upload later with: {sync}")
     return session, trainer, evaluator, guard.requested
 
 
@@ -227,7 +228,7 @@ def stopped_early(guard: StopGuard, recipe: Recipe, run_dir: Path, command: str,
         step, key, value = guard.nonfinite
         again = shlex.join(part for part in shlex.split(command) if not part.startswith("train.lr="))
         last = (f"The last good checkpoint is {saved}; resume from it with a lower learning rate: "
-                f"{again} train.lr={recipe.train.lr / 10:g} train.resume={saved}") if saved else \
+                f"{resume_command(again, saved, f'train.lr={recipe.train.lr / 10:g}')}") if saved else \
             "No checkpoint was saved before it (train.save_steps writes them)."
         raise TrainingDiverged(
             f"{key} became {value} at step {step}. Likely causes: a learning rate too high for this model "
@@ -235,7 +236,13 @@ def stopped_early(guard: StopGuard, recipe: Recipe, run_dir: Path, command: str,
             f"broken rows in the data (fasttune check shows them). The weights of that step were not saved. {last}")
     if guard.requested and state.global_step < state.max_steps:
         raise RunInterrupted(f"{guard.requested} during training: checkpoint saved at {saved}.\n"
-                             f"Resume with: {command} train.resume={shlex.quote(str(run_dir))}")
+                             f"Resume with: {resume_command(command, run_dir)}")
+
+
+def resume_command(command: str, resume: Path, *overrides: str) -> str:
+    """`command` (a shell command already quoted) with `overrides` and train.resume=`resume` appended,
+    each quoted: a path with a space, `;` or `$(...)` stays one argument when the line is pasted."""
+    return " ".join([command, *map(shlex.quote, [*overrides, f"train.resume={resume}"])])
 
 
 def adapter_sha256(model) -> str:

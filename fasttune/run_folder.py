@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 import traceback
+import uuid
 from pathlib import Path
 
 from fasttune.errors import ConfigError, RunInterrupted
@@ -24,26 +26,64 @@ from fasttune.errors import ConfigError, RunInterrupted
 CONFIG, STATUS, ADAPTER, EVAL_PROMPTS = "config.json", "status.json", "adapter", "eval_prompts.json"
 
 
+def temporary_name(target: Path, kind: str = "tmp") -> Path:
+    """A hidden name beside `target` that no other process or call uses (pid and a random part): two
+    writers of the same file, e.g. two exports, never delete or rename each other's half-written copy."""
+    return target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.{kind}")
+
+
 def write_json(path: Path, value) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    tmp = temporary_name(path)
+    try:
+        tmp.write_text(json.dumps(value, indent=2, default=str) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_dir(target: Path, build) -> None:
     """`build(tmp)` fills a temporary folder beside `target`, which then replaces `target`: an error
     or a full disk midway leaves no half-written folder under the real name."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temporary_name(target)
     try:
         build(tmp)
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-        tmp.rename(target)
+        replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def replace(new: Path, target: Path) -> None:
+    """`new` takes `target`'s name. The old copy is renamed aside first and deleted last, and renamed
+    back when `new` cannot take its place: at every moment a complete copy exists (deleting first, an
+    interrupt before the rename would leave neither)."""
+    old = temporary_name(target, "old") if target.exists() or target.is_symlink() else None
+    if old:
+        target.rename(old)
+    try:
+        new.rename(target)
+    except BaseException:
+        if old:
+            old.rename(target)
+        raise
+    if old:
+        _remove(old)
+
+
+def _remove(path: Path) -> None:
+    """A folder with what it holds, or a file."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def check_name(name: str) -> None:
+    """A run's name (the recipe's `name`) becomes one folder inside log.runs_dir, `<name>-<timestamp>`:
+    a path separator in it (`../x`, `/tmp/x`) would put the run folder, and everything the run writes,
+    somewhere else. Refused before anything is written."""
+    if any(sep in name for sep in ("/", "\\", "\0")):
+        raise ConfigError(f"name: {name!r} is not a plain name: the run folder is made inside log.runs_dir, so a "
+                          "name has no '/' or '\\' (no '..', no absolute path); log.runs_dir says where runs go")
 
 
 class RunFolder:
@@ -73,6 +113,7 @@ class RunFolder:
 
     @classmethod
     def _new(cls, runs_dir: str, prefix: str) -> Path:
+        check_name(prefix)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         root = Path(runs_dir)
         cls.check_writable(runs_dir)
@@ -97,9 +138,32 @@ class RunFolder:
             record_step(self.path, name, state, error)
 
     def fail(self, error: BaseException, **extra) -> None:
-        state = "interrupted" if isinstance(error, KeyboardInterrupt | RunInterrupted) else "failed"
-        self.status(state, error=f"{type(error).__name__}: {error}",
-                    traceback="".join(traceback.format_exception(error))[-4000:], **extra)
+        """status.json says the run failed or was interrupted, and why; never raises in `error`'s place
+        (`write_ending`)."""
+        if self.writes:
+            state = "interrupted" if isinstance(error, KeyboardInterrupt | RunInterrupted) else "failed"
+            write_ending(self.path / STATUS, {"status": state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                              "error": f"{type(error).__name__}: {error}",
+                                              "traceback": "".join(traceback.format_exception(error))[-4000:],
+                                              **extra}, error)
+
+
+def write_ending(path: Path, status: dict, error: BaseException) -> None:
+    """status.json saying how the run or a step ended, written while `error` is on its way up, so it never
+    raises in its place. The disk that broke the run is often full, with no room for write_json's new
+    copy: status.json is then rewritten in place (the blocks it holds are reused) without the
+    traceback; when even that fails, a warning on stderr says it may still read 'running'."""
+    try:
+        write_json(path, status)
+    except OSError as cannot:
+        short = {k: v[:1000] if isinstance(v, str) else v for k, v in status.items() if not k.endswith("traceback")}
+        try:
+            with open(path, "r+b") as f:  # not atomic, but the only write left; status.json is small
+                f.write((json.dumps(short, indent=2) + "\n").encode())
+                f.truncate()
+        except OSError:
+            print(f"Warning: {path} could not be updated ({cannot.strerror or cannot}), so it does not record "
+                  f"{type(error).__name__}: {error}", file=sys.stderr)
 
 
 def record_step(run_dir: Path, name: str, state: str, error: BaseException | None = None) -> None:
@@ -107,10 +171,12 @@ def record_step(run_dir: Path, name: str, state: str, error: BaseException | Non
     'interrupted'); `name`_error and `name`_traceback say why when `error` is given."""
     status = {k: v for k, v in read_status(run_dir).items() if not k.startswith(f"{name}_")}
     status.update({name: state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    if error is not None:
-        status[f"{name}_error"] = f"{type(error).__name__}: {error}"
-        status[f"{name}_traceback"] = "".join(traceback.format_exception(error))[-4000:]
-    write_json(Path(run_dir) / STATUS, status)
+    if error is None:
+        write_json(Path(run_dir) / STATUS, status)
+        return
+    status[f"{name}_error"] = f"{type(error).__name__}: {error}"
+    status[f"{name}_traceback"] = "".join(traceback.format_exception(error))[-4000:]
+    write_ending(Path(run_dir) / STATUS, status, error)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

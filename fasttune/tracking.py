@@ -1,12 +1,22 @@
 """What a run reports while it trains: a progress bar (or plain lines when output is not a terminal),
 metrics.jsonl, loss.png, and Weights & Biases (offline when there is no key or no network).
+
+metrics.jsonl is read while it is written (`fasttune.Run(...).metrics` in a notebook, the loss plot
+after a crash), so each record is appended as one complete line in one write, a last line without
+its newline is left out by the reader, and a number that is not finite (a diverging loss) is written
+as the string "NaN", "Infinity" or "-Infinity": JSON has no NaN, and a bare NaN breaks every reader
+but Python's. `read_metrics` gives them back as floats.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import math
 import netrc
 import os
+import shlex
 import socket
 import time
 from pathlib import Path
@@ -14,6 +24,18 @@ from urllib.parse import urlparse
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from fasttune.errors import StorageError
+
+NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def plain_console(**options) -> Console:
+    """The console fasttune prints through. Text is printed as given, never read as Rich markup or
+    emoji codes: most of it is the user's (paths, recipe names, labels, data), and `[/x]` in a path
+    would raise a MarkupError, `[red]` vanish. Styled words are `rich.text.Text`; soft_wrap keeps long
+    paths whole, copy-pastable."""
+    return Console(soft_wrap=True, markup=False, emoji=False, **options)
 
 
 def make_callback(metrics_path: Path, console: Console, tokens, fields: tuple[str, ...] = ()):
@@ -56,8 +78,7 @@ def make_callback(metrics_path: Path, console: Console, tokens, fields: tuple[st
                 self.last = (now, seen)
             if not state.is_world_process_zero:
                 return
-            with metrics_path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_metrics(metrics_path, record)
             if "loss" in logs:
                 text = f"loss {logs['loss']:.4f}  {record.get('tokens_per_second', 0):.0f} tok/s"
                 text += "".join(f"  {key} {logs[key]:.3f}" for key in fields if key in logs)
@@ -75,10 +96,50 @@ def make_callback(metrics_path: Path, console: Console, tokens, fields: tuple[st
     return ProgressCallback()
 
 
+def append_metrics(path: Path, record: dict) -> None:
+    """`record` as one line at the end of metrics.jsonl, in a single write. A write that fails (a full
+    disk) is cut back off, so the file never holds half a record, and ends the run as a StorageError."""
+    line = (json.dumps(_finite(record), allow_nan=False) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        end = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            if os.write(fd, line) < len(line):  # a short write: the disk filled up during it
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, end)
+            resume = shlex.quote(f"train.resume={path.parent}")
+            raise StorageError(f"{path}: could not append the step {record.get('step')} record "
+                               f"({error.strerror or error}). The run stops here, marked failed; once the disk has "
+                               f"room, run it again, or resume from its newest checkpoint (if it saved one) with "
+                               f"{resume}") from error
+    finally:
+        os.close(fd)
+
+
+def _finite(value):
+    """`value` with every float that is not finite as its name in NONFINITE."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, dict):
+        return {key: _finite(v) for key, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def read_metrics(path: Path) -> list[dict]:
+    """metrics.jsonl's records, NaN and infinities as floats again. A last line without its newline is a
+    record being written, or cut off by a crash: it is left out."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    complete = path.read_text().split("\n")[:-1]
+    return [json.loads(line, object_hook=_numbers) for line in complete if line.strip()]
+
+
+def _numbers(record: dict) -> dict:
+    return {key: NONFINITE.get(v, v) if isinstance(v, str) else v for key, v in record.items()}
 
 
 def plot_loss(metrics_path: Path, out: Path) -> bool:
@@ -144,5 +205,7 @@ def setup_wandb(run_dir: Path, run_name: str, project: str) -> str:
     return os.environ.get("WANDB_MODE", "online")
 
 
-def wandb_offline_dirs(run_dir: Path) -> list[Path]:
-    return sorted((run_dir / "wandb").glob("offline-run-*"))
+def wandb_sync_commands(run_dir: Path) -> list[str]:
+    """The commands that upload the run's offline W&B runs (none when it logged online or not at all),
+    each quoted for a shell."""
+    return [shlex.join(["wandb", "sync", str(p)]) for p in sorted((run_dir / "wandb").glob("offline-run-*"))]

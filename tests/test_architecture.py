@@ -214,7 +214,7 @@ def test_every_error_class_derives_from_the_one_base():
 
 
 @pytest.mark.parametrize("name", ["ConfigError", "DataError", "TemplateError", "ExportError", "RewardError",
-                                  "TrainingDiverged", "RunInterrupted"])
+                                  "TrainingDiverged", "RunInterrupted", "StorageError"])
 def test_the_cli_group_turns_every_fasttune_error_into_its_message_and_exit_code(name):
     """fasttune's own command group, with a command that raises each error where a real one would
     (inside the command, not while loading a recipe)."""

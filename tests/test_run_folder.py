@@ -3,12 +3,15 @@ checkpoints never resumed from, unfinished runs refused by everything that reads
 
 from __future__ import annotations
 
+import errno
 import json
+from pathlib import Path
 
 import pytest
 
-from fasttune.errors import ConfigError
+from fasttune.errors import ConfigError, StorageError
 from fasttune.run_folder import RunFolder, find_checkpoint, latest_checkpoint, open_run, write_dir
+from helpers import invoke
 
 
 def test_write_dir_leaves_the_old_folder_when_building_fails(tmp_path):
@@ -24,6 +27,40 @@ def test_write_dir_leaves_the_old_folder_when_building_fails(tmp_path):
         write_dir(target, fails_midway)
     assert (target / "weights").read_text() == "good"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]  # no temporary folder left behind
+
+
+def test_two_writers_of_one_folder_never_touch_each_others_copy(tmp_path):
+    """A second write of the same folder (another export of the run) while the first is half-written:
+    each builds under its own temporary name, and the one that finishes last wins whole."""
+    target = tmp_path / "adapter"
+
+    def outer(tmp):
+        tmp.mkdir()
+        (tmp / "weights").write_text("outer")
+        write_dir(target, lambda inner: (inner.mkdir(), (inner / "weights").write_text("inner")))
+        (tmp / "tokenizer").write_text("outer")
+
+    write_dir(target, outer)
+    assert {p.name: p.read_text() for p in target.iterdir()} == {"weights": "outer", "tokenizer": "outer"}
+    assert [p.name for p in tmp_path.iterdir()] == ["adapter"]
+
+
+def test_an_interrupt_while_replacing_a_folder_leaves_the_old_one(tmp_path, monkeypatch):
+    """Ctrl-C as the new copy is renamed in: the old copy, renamed aside first, comes back."""
+    target = tmp_path / "merged"
+    write_dir(target, lambda tmp: (tmp.mkdir(), (tmp / "weights").write_text("good")))
+    rename = Path.rename
+
+    def interrupted(self, to):
+        if self.name.endswith(".tmp"):
+            raise KeyboardInterrupt
+        return rename(self, to)
+
+    monkeypatch.setattr(Path, "rename", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_dir(target, lambda tmp: (tmp.mkdir(), (tmp / "weights").write_text("new")))
+    assert (target / "weights").read_text() == "good"
+    assert [p.name for p in tmp_path.iterdir()] == ["merged"]
 
 
 def test_an_incomplete_checkpoint_is_never_resumed_from(tmp_path):
@@ -53,3 +90,58 @@ def test_only_a_finished_run_opens(tmp_path):
     (run.path / "adapter").mkdir()
     finished = open_run(run.path)
     assert finished.task_class().name == "chat_sft" and finished.held_out() is None
+
+
+@pytest.mark.parametrize("where", ["override", "recipe"])
+@pytest.mark.parametrize("name", ["../../escaped", "ABSOLUTE", "sub\\escaped"])
+def test_a_run_name_cannot_put_the_run_outside_the_runs_folder(tmp_path, name, where):
+    """Refused with the recipe's other checks, before any data is read or folder made (the data file
+    does not exist: the name is the first thing said)."""
+    name = str(tmp_path / "escaped") if name == "ABSOLUTE" else name
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    recipe = work / "recipe.py"
+    recipe.write_text("from fasttune import Data, Recipe, tasks\n"
+                      f"recipe = Recipe(task=tasks.ChatSFT(), data=Data('missing.jsonl')"
+                      f"{f', name={name!r}' if where == 'recipe' else ''})\n")
+    override = [f"name={name}"] if where == "override" else []
+    result = invoke("run", str(recipe), *override, f"log.runs_dir={work / 'runs'}")
+    assert result.returncode == 2 and f"name: {name!r} is not a plain name" in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b", "recipe.py"]
+    with pytest.raises(ConfigError, match="not a plain name"):
+        RunFolder.create(str(work / "runs"), name)
+
+
+def full_disk(monkeypatch):
+    """No room for a new file (write_json's temporary copy); files that exist can still be rewritten."""
+    def no_space(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", no_space)
+
+
+def test_a_run_that_fails_on_a_full_disk_is_still_marked_failed(tmp_path, monkeypatch):
+    run = RunFolder.create(str(tmp_path), "chat")
+    run.status("running")
+    full_disk(monkeypatch)
+    run.fail(StorageError("metrics.jsonl: could not append the step 4 record (No space left on device)"))
+    status = json.loads((run.path / "status.json").read_text())
+    assert status["status"] == "failed" and status["error"].startswith("StorageError: metrics.jsonl: could not")
+    assert "traceback" not in status  # the short record that fits where the old one was
+
+
+def test_a_step_that_fails_on_a_full_disk_is_still_recorded(tmp_path, monkeypatch):
+    run = RunFolder.create(str(tmp_path), "chat")
+    run.status("finished")
+    full_disk(monkeypatch)
+    run.step("export", "failed", OSError(errno.ENOSPC, "No space left on device"))
+    status = json.loads((run.path / "status.json").read_text())
+    assert status["status"] == "finished" and status["export"] == "failed" and "No space" in status["export_error"]
+
+
+def test_a_status_json_that_cannot_be_written_at_all_leaves_the_error_the_one_raised(tmp_path, capsys):
+    run = RunFolder.create(str(tmp_path), "chat")
+    (run.path / "status.json").mkdir()  # can be neither replaced nor rewritten
+    run.fail(OSError(errno.ENOSPC, "No space left on device"))  # returns: the caller raises the run's own error
+    warning = capsys.readouterr().err
+    assert "status.json could not be updated" in warning and "OSError: [Errno 28] No space left" in warning

@@ -11,21 +11,38 @@ Nothing is downloaded or compiled: the GGUF is written by the `gguf` package and
 from the llama.cpp quantizer inside llama-cpp-python. Each GGUF is then checked: llama.cpp's greedy
 answers to the run's held-out prompts are compared token by token with the merged HF model's, and
 the agreement goes into export.json. Every output is written under a temporary name and renamed,
-and an existing output is an error unless `force` is set.
+and an existing output is an error unless `force` is set; `force` replaces only outputs that
+export.json records (fasttune's own), never a file or folder someone else put there.
+
+export.json (`Ledger`) keeps every export's records: `exports` holds the newest export's, in the
+table's order, and `history` the earlier ones', oldest first, each with its run. A record is added
+as soon as its output is in place, so even an export that fails halfway leaves a true account.
+
+One export per run folder at a time (a lock file, RUN/.export.lock): a second one, e.g. a manual
+export while the recipe's own export runs, is refused at once rather than made to wait. Waiting
+would hold a shell or notebook cell for the minutes a merge and a GGUF check take, and then either
+refuse the outputs the first export just wrote or, with --force, replace them: neither is what
+starting both at once meant, so the message says to run it again once the first is done.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from fasttune.errors import ExportError, RunInterrupted
 from fasttune.export.formats import FORMATS, check
 from fasttune.export.gguf import write_gguf
-from fasttune.run_folder import FinishedRun, open_run, record_step, write_dir, write_json
+from fasttune.run_folder import FinishedRun, open_run, read_status, record_step, run_folder, write_dir, write_json
+
+LOCK, REPORT = ".export.lock", "export.json"
 
 
 @dataclass
@@ -39,6 +56,7 @@ class Job:
     verify_tokens: int
     say: object
     merged_dir: Path  # export/merged when asked for, else a scratch folder (GGUF is written from it)
+    ledger: Ledger  # export.json: each writer adds the record of every output it wrote
     merge_info: dict | None = None  # set once the merge ran: formats that need it share one merge
     reference: dict = field(default_factory=dict)  # the merged model's greedy tokens, computed once
 
@@ -48,29 +66,73 @@ def export(run_dir: Path, formats: list[str], quants: list[str], out_dir: Path |
     """Write `formats` for the finished run at `run_dir`; status.json's `export` says how it went
     ('running', then 'done', 'failed' or 'interrupted'). Ctrl-C and SIGTERM end it as RunInterrupted."""
     out_dir = out_dir or run_dir / "export"
-    run = check_request(run_dir, formats, quants, out_dir, force)
-    record_step(run_dir, "export", "running")
+    with only_export(run_dir):
+        run = check_request(run_dir, formats, quants, out_dir, force)
+        record_step(run_dir, "export", "running")
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            ledger = Ledger(out_dir, run_dir)
+            with tempfile.TemporaryDirectory(dir=out_dir) as scratch:
+                merged_dir = out_dir / "merged" if "merged" in formats else Path(scratch) / "merged"
+                job = Job(run, out_dir, quants, verify_prompts, verify_tokens, say, merged_dir, ledger)
+                for name in FORMATS:  # in the table's order
+                    if name in formats:
+                        WRITERS[name](job)
+        except BaseException as error:
+            interrupted = isinstance(error, KeyboardInterrupt)
+            record_step(run_dir, "export", "interrupted" if interrupted else "failed", error)
+            if interrupted:
+                raise RunInterrupted(f"the export of {run_dir} was interrupted; the run is intact and no output was "
+                                     "left half-written. Run the export again (--force replaces what it did write)") \
+                    from None
+            raise
+        record_step(run_dir, "export", "done")
+    return ledger.report
+
+
+class Ledger:
+    """export.json of one output folder, as this export adds to it (the module docstring has its shape)."""
+
+    def __init__(self, out_dir: Path, run_dir: Path):
+        self.path = out_dir / REPORT
+        earlier = read_report(out_dir)
+        history = [*earlier.get("history", []), *({"run": earlier.get("run"), **r} for r in earlier.get("exports", []))]
+        self.report = {"run": str(run_dir), "exports": [], "history": history}
+
+    def add(self, record: dict) -> None:
+        self.report["exports"].append({**record, "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        write_json(self.path, self.report)
+
+
+def read_report(out_dir: Path) -> dict:
+    """An output folder's export.json ({} before its first export)."""
+    path = out_dir / REPORT
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def written_by_fasttune(out_dir: Path) -> set[str]:
+    """The names, in `out_dir`, of every output export.json records: what --force may replace."""
+    report = read_report(out_dir)
+    return {Path(record[key]).name for record in [*report.get("history", []), *report.get("exports", [])]
+            for key in ("path", "modelfile") if key in record}
+
+
+@contextmanager
+def only_export(run_dir: Path):
+    """Hold the run folder's export lock while the block runs; an ExportError at once when another
+    export holds it (the module docstring says why it does not wait). The lock is the operating
+    system's (flock), released when the process ends however it ends: a killed export blocks nothing."""
+    lock = FileLock(run_folder(run_dir) / LOCK, timeout=0)
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        results = []
-        with tempfile.TemporaryDirectory(dir=out_dir) as scratch:
-            merged_dir = out_dir / "merged" if "merged" in formats else Path(scratch) / "merged"
-            job = Job(run, out_dir, quants, verify_prompts, verify_tokens, say, merged_dir)
-            for name in FORMATS:  # in the table's order
-                if name in formats:
-                    results += WRITERS[name](job)
-        report = {"run": str(run_dir), "exports": results}
-        write_json(out_dir / "export.json", report)
-    except BaseException as error:
-        interrupted = isinstance(error, KeyboardInterrupt)
-        record_step(run_dir, "export", "interrupted" if interrupted else "failed", error)
-        if interrupted:
-            raise RunInterrupted(f"the export of {run_dir} was interrupted; the run is intact and no output was "
-                                 "left half-written. Run the export again (--force replaces what it did write)") \
-                from None
-        raise
-    record_step(run_dir, "export", "done")
-    return report
+        lock.acquire()
+    except Timeout:
+        status = read_status(run_dir)
+        raise ExportError(f"another export of {run_dir} is running (status.json: export {status.get('export')}, "
+                          f"updated {status.get('updated')}); run this one again once it has finished") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def check_request(run_dir: Path, formats: list[str], quants: list[str], out_dir: Path, force: bool) -> FinishedRun:
@@ -83,33 +145,36 @@ def check_request(run_dir: Path, formats: list[str], quants: list[str], out_dir:
     existing = [p for f in formats for p in FORMATS[f].outputs(out_dir, quants) if p.exists()]
     if existing and not force:
         raise ExportError(f"{existing[0]} exists; pass --force to replace it")
+    foreign = [p for p in existing if p.name not in written_by_fasttune(out_dir)]
+    if foreign:
+        raise ExportError(f"{foreign[0]} exists and was not written by fasttune export ({out_dir / REPORT} has no "
+                          "record of it), so --force leaves it alone; move it away or export to another --out")
     return run
 
 
-def _adapter(job: Job) -> list[dict]:
+def _adapter(job: Job) -> None:
     target = job.out_dir / "adapter"
     write_dir(target, lambda tmp: shutil.copytree(job.run.adapter, tmp))
-    return [{"format": "adapter", "path": str(target)}]
+    job.ledger.add({"format": "adapter", "path": str(target)})
 
 
-def _merged(job: Job) -> list[dict]:
+def _merged(job: Job) -> None:
     _ensure_merged(job)
-    return [job.merge_info]
+    job.ledger.add(job.merge_info)
 
 
 def _ensure_merged(job: Job) -> Path:
     """The merged 16-bit model, merged on first use."""
     from fasttune.export.merged import merge
 
-    if job.merge_info is None:
-        _remove(job.merged_dir)
+    if job.merge_info is None:  # merge() replaces an existing merged/ by rename, the old copy deleted last
         started = time.perf_counter()
         job.merge_info = merge(job.run, job.merged_dir, job.say)
         job.merge_info["seconds"] = round(time.perf_counter() - started, 1)
     return job.merged_dir
 
 
-def _gguf(job: Job) -> list[dict]:
+def _gguf(job: Job) -> None:
     from transformers import AutoTokenizer
 
     from fasttune.export.modelfile import write_modelfile
@@ -118,7 +183,6 @@ def _gguf(job: Job) -> list[dict]:
     merged_dir = _ensure_merged(job)
     tokenizer = AutoTokenizer.from_pretrained(merged_dir)
     prompts, unverified = held_out_texts(job.run, job.verify_prompts)
-    results = []
     for quant in job.quants:
         path = job.out_dir / f"model-{quant}.gguf"
         job.say(f"Writing {path.name}")
@@ -144,15 +208,7 @@ def _gguf(job: Job) -> list[dict]:
             job.say(f"{path.name}: {info['size_bytes'] / 2**20:.1f} MiB, greedy tokens matching the merged model: "
                          f"{v['matched_tokens']}/{v['total_tokens']} "
                          f"({v['exact_prompts']}/{len(prompts)} prompts exact)")
-        results.append(info)
-    return results
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
+        job.ledger.add(info)
 
 
 WRITERS = {"adapter": _adapter, "merged": _merged, "gguf": _gguf}
