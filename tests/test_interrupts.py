@@ -12,6 +12,7 @@ which step stopped, and the command the message prints completes it."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import signal
@@ -21,6 +22,7 @@ import time
 
 import pytest
 
+from fasttune.tracking import read_metrics
 from helpers import ROOT, invoke, run_cli
 
 pytestmark = pytest.mark.e2e  # trains the embedded model for a few steps
@@ -211,8 +213,8 @@ def test_a_non_finite_loss_stops_the_run_and_names_the_last_good_checkpoint(tmp_
     assert result.returncode == 2, result.stderr[-3000:]
     [run_dir] = list(runs.iterdir())
     assert json.loads((run_dir / "status.json").read_text())["status"] == "failed"
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    bad = next(r for r in records if "loss" in r and not all(map(_finite, (r["loss"], r.get("grad_norm", 0)))))
+    records = read_metrics(run_dir / "metrics.jsonl")  # non-finite values are written as "NaN"/"Infinity"
+    bad = next(r for r in records if "loss" in r and not all(map(math.isfinite, (r["loss"], r.get("grad_norm", 0)))))
     saved = sorted(p.name for p in (run_dir / "checkpoints").glob("checkpoint-*"))
     assert f"checkpoint-{bad['step']}" not in saved and saved  # the poisoned step was never saved
     last = run_dir / "checkpoints" / saved[-1]
@@ -220,7 +222,3 @@ def test_a_non_finite_loss_stops_the_run_and_names_the_last_good_checkpoint(tmp_
     assert f"The last good checkpoint is {last}" in result.stderr
     assert not (run_dir / "adapter").exists() and not (run_dir / "eval.json").exists()
     assert os.path.isfile(last / "trainer_state.json")
-
-
-def _finite(value: float) -> bool:
-    return value == value and abs(value) != float("inf")
