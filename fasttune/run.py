@@ -54,7 +54,7 @@ def run(recipe: Recipe, console: Console | None = None, command: str = "fasttune
         f"{len(eval_rows)} eval rows from {eval_from}")
     for note in notes:
         say(note)
-    checkpoint = find_checkpoint(recipe.train.resume) if recipe.train.resume else None
+    checkpoint = find_checkpoint(recipe.train.resume, recipe.to_dict()) if recipe.train.resume else None
     RunFolder.check_writable(recipe.log.runs_dir)
 
     # 2. Backend: Unsloth is imported here, before transformers/trl/peft.
