@@ -90,11 +90,12 @@ class RunFolder:
             write_json(self.path / STATUS, {"status": state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                             **extra})
 
-    def step(self, name: str, state: str, error: BaseException | None = None) -> None:
+    def step(self, name: str, state: str, error: BaseException | None = None, **extra) -> None:
         """Record how a step after training went: status.json's `name` ('evaluation', 'export') becomes
-        `state`, with the error's message and traceback when there is one; the rest is kept."""
+        `state`, with the error's message and traceback when there is one, and `extra` keys (what the
+        step found); the rest is kept."""
         if self.writes:
-            record_step(self.path, name, state, error)
+            record_step(self.path, name, state, error, **extra)
 
     def fail(self, error: BaseException, **extra) -> None:
         state = "interrupted" if isinstance(error, KeyboardInterrupt | RunInterrupted) else "failed"
@@ -102,11 +103,11 @@ class RunFolder:
                     traceback="".join(traceback.format_exception(error))[-4000:], **extra)
 
 
-def record_step(run_dir: Path, name: str, state: str, error: BaseException | None = None) -> None:
+def record_step(run_dir: Path, name: str, state: str, error: BaseException | None = None, **extra) -> None:
     """status.json of a finished run with step `name` set to `state` ('running', 'done', 'failed',
-    'interrupted'); `name`_error and `name`_traceback say why when `error` is given."""
+    'interrupted') and `extra` keys; `name`_error and `name`_traceback say why when `error` is given."""
     status = {k: v for k, v in read_status(run_dir).items() if not k.startswith(f"{name}_")}
-    status.update({name: state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    status.update({name: state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra})
     if error is not None:
         status[f"{name}_error"] = f"{type(error).__name__}: {error}"
         status[f"{name}_traceback"] = "".join(traceback.format_exception(error))[-4000:]
