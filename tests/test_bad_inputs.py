@@ -4,6 +4,7 @@ run` with exit 2, a message naming the file, the line and the field, and no run 
 from __future__ import annotations
 
 import json
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -112,4 +113,36 @@ def test_a_huge_row_is_refused_with_its_line(tmp_path):
     data.write_text("\n".join([good, huge, good, good]) + "\n")
     result = run_on(data, tmp_path)
     assert result.exit_code == 2 and f"{data}:2: the line is 1,200,0" in result.output, result.output
+    assert "bytes long (the limit is 1,000,000)" in result.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_file_that_is_one_endless_line_is_refused_without_reading_it_into_memory(tmp_path):
+    """A 10 GB file without a newline once exhausted memory: it was read as one line before its length
+    was looked at. Here 40 MB: the reader holds at most the limit (1 MB) of it at a time."""
+    from fasttune.data.load import load_rows
+    from fasttune.errors import DataError
+
+    data, start = tmp_path / "chat.jsonl", '{"messages": [{"role": "user", "content": "'
+    with data.open("w") as f:
+        f.write(start)
+        for _ in range(40):
+            f.write("a" * 2**20)
+    tracemalloc.start()
+    with pytest.raises(DataError) as error:
+        load_rows(str(data))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert str(error.value) == f"{data}:1: the line is {len(start) + 40 * 2**20:,} bytes long (the limit is 1,000,000): rows " \
+                               "run together, or a field holds a file"
+    assert peak < 5 * 2**20, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_a_line_nested_past_the_json_parser_is_named(tmp_path):
+    """Deeper than the parser recurses (RecursionError, once a traceback): too big for the corpus."""
+    data = tmp_path / "chat__deep.jsonl"
+    good = json.dumps({"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Ahoy!"}]})
+    data.write_text("\n".join([good, '{"messages": ' + "[" * 100_000 + "]" * 100_000 + "}", good, good]) + "\n")
+    result = run_on(data, tmp_path)
+    assert result.exit_code == 2 and f"{data}:2: nested more than 100 levels deep" in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "runs").exists()

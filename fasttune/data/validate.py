@@ -11,19 +11,27 @@ from collections.abc import Callable, Iterable
 
 from fasttune.errors import DataError, Problem
 
+MAX_DEPTH = 100  # lists and objects inside each other; chat rows with tool calls use about 6
+TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep (lists or objects inside each other): not a data row"
 
-def check_rows(rows: Iterable, check_row: Callable[[dict], list[tuple[str, str]]], source: str = "data") -> None:
-    """Run `check_row` over every `Row` and raise one DataError listing all problems found;
-    `source` (the file) is named when there are no rows at all."""
+
+def check_rows(rows: Iterable, check_row: Callable[[dict], list[tuple[str, str]]], source: str = "data") -> int:
+    """Run `check_row` over every `Row` (a reader's `Problem`s are kept as they come) and raise one
+    DataError listing all problems found; `source` (the file) is named when there are no rows at all.
+    Returns how many rows there are."""
     problems = []
     count = 0
     for row in rows:
+        if isinstance(row, Problem):
+            problems.append(row)
+            continue
         count += 1
         problems += [Problem(row.where, f, m) for f, m in check_row(row.data)]
     if problems:
         raise DataError(problems)
     if count == 0:
         raise DataError([Problem(source, "", "no rows: the data set is empty")])
+    return count
 
 
 def missing(row: dict, column: str) -> tuple[str, str]:
@@ -32,13 +40,14 @@ def missing(row: dict, column: str) -> tuple[str, str]:
 
 
 def require_text(row: dict, *columns: str) -> list[tuple[str, str]]:
-    """Each column present, a string, and not blank: the check most tasks start with."""
+    """Each column present, a string, and not blank (None: JSON's null, or an empty CSV cell): the check
+    most tasks start with."""
     problems = []
     for column in columns:
         if column not in row:
             problems.append(missing(row, column))
+        elif row[column] is None or isinstance(row[column], str) and not row[column].strip():
+            problems.append((column, "is empty"))
         elif not isinstance(row[column], str):
             problems.append((column, f"must be a string, got {type(row[column]).__name__}"))
-        elif not row[column].strip():
-            problems.append((column, "is empty"))
     return problems

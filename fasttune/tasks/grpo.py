@@ -122,7 +122,8 @@ class GRPO(Task):
         return {"completions_per_prompt": self.num_generations, "max_completion_tokens": self.max_completion_length,
                 "reward_functions": [getattr(fn, "__name__", repr(fn)) for fn in self.rewards],
                 "reward_columns": columns,
-                "rows_missing_a_column": sum(any(c not in r.data for c in columns) for r in train_rows + eval_rows)}
+                "rows_missing_a_column": sum(any(c not in r.data for c in columns)
+                                             for rows in (train_rows, eval_rows) for r in rows)}
 
     def messages(self, row: dict) -> list[dict]:
         return prompt_messages(row[self.prompt_column], self.system_prompt)
