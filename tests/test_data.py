@@ -150,6 +150,17 @@ def check_json(recipe, *overrides: str) -> dict:
     return json.loads(result.stdout)
 
 
+def test_right_to_left_and_emoji_text_is_accepted_and_tokenized(tmp_path, write_recipe, tokenizer):
+    rows = [{"messages": [{"role": "user", "content": "\u200fמה שלומך? 👋"},
+                          {"role": "assistant", "content": "مرحبا! 👨‍👩‍👧 أنا بخير"}]},
+            {"messages": [{"role": "user", "content": "Hi 🙂"}, {"role": "assistant", "content": "\u200fשלום ✨"}]}]
+    data = write_jsonl(tmp_path / "chat.jsonl", rows * 4)
+    report = check_json(write_recipe(str(data)), "data.eval=0")
+    assert report["splits"]["train"]["rows"] == 8 and report["splits"]["train"]["rows_cut"] == 0
+    assert "[[مرحبا! 👨‍👩‍👧 أنا بخير<|im_end|>" in report["examples"]["train"]["text"]  # decoded back whole
+    assert report["splits"]["train"]["trained_share"] > 0
+
+
 def test_csv_cells_are_text_on_the_line_they_start(tmp_path):
     """A BOM, a quoted cell over two lines, numeric labels and NA: each row named by the line it starts
     on, every cell the text it holds, an empty cell a missing value (docs/data.md)."""

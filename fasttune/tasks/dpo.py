@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from fasttune.data.prepare import PrepStats
-from fasttune.data.validate import missing, require_text
+from fasttune.data.validate import blank, missing, require_text
 from fasttune.errors import ConfigError
 from fasttune.tasks.base import RowView, Task, marked, message_problems, one_line, prompt_messages, share
 
@@ -49,7 +49,7 @@ class DPO(Task):
             problems.append(missing(row, col))
         elif isinstance(prompt, list) and prompt:
             problems += message_problems(col, prompt)
-        elif not (isinstance(prompt, str) and prompt.strip()):
+        elif not (isinstance(prompt, str) and not blank(prompt)):
             problems.append((col, "must be a non-empty string or a list of messages"))
         if not problems and row["chosen"].strip() == row["rejected"].strip():
             problems.append(("rejected", "is the same as chosen: the pair prefers nothing"))

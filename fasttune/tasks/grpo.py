@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
 from fasttune.data.prepare import PrepStats
-from fasttune.data.validate import missing
+from fasttune.data.validate import blank, missing
 from fasttune.errors import ConfigError, RewardError
 from fasttune.tasks.base import TRAINED_CLOSE, TRAINED_OPEN, RowView, Task, message_problems, prompt_messages
 
@@ -100,7 +100,7 @@ class GRPO(Task):
             return [missing(row, col)]
         prompt = row[col]
         if isinstance(prompt, str):
-            return [] if prompt.strip() else [(col, "is empty")]
+            return [] if not blank(prompt) else [(col, "is empty")]
         if isinstance(prompt, list) and prompt:
             return message_problems(col, prompt)
         return [(col, f"must be a string or a list of messages, got {type(prompt).__name__}")]
