@@ -13,7 +13,7 @@ from rich.console import Console
 
 from fasttune.data.load import load_splits
 from fasttune.data.prepare import SplitFigures
-from fasttune.plan import resolve_auto
+from fasttune.plan import check_model, resolve_auto
 from fasttune.recipe import Recipe
 
 
@@ -22,6 +22,7 @@ def inspect(recipe: Recipe, say=print) -> dict:
     task, data = recipe.task, recipe.data
     train_rows, eval_rows = load_splits(data, task.check_row, recipe.train.seed)
     task.check_dataset(train_rows, eval_rows)
+    check_model(recipe)  # what `fasttune run` would refuse about the model, refused here too
     tokenizer = load_tokenizer(recipe.model.name, say)
     template = task.setup_tokenizer(tokenizer)
     recipe = resolve_auto(recipe, lambda: longest_row(task, train_rows, tokenizer), say)
