@@ -165,11 +165,13 @@ def test_csv_cells_are_text_on_the_line_they_start(tmp_path):
     """A BOM, a quoted cell over two lines, numeric labels and NA: each row named by the line it starts
     on, every cell the text it holds, an empty cell a missing value (docs/data.md)."""
     data = tmp_path / "d.csv"
-    data.write_bytes('\ufefftext,label,note\n"two\nlines",1,NA\nשלום 👋,0,\n'.encode())
+    long = "word " * 40_000  # 200,000 characters: above the csv module's default cell limit
+    data.write_bytes(f'\ufefftext,label,note\n"two\nlines",1,NA\nשלום 👋,0,\n{long},1,x\n'.encode())
     rows = list(load_rows(str(data)))
-    assert [r.where for r in rows] == [f"{data}:2", f"{data}:4"]
+    assert [r.where for r in rows] == [f"{data}:2", f"{data}:4", f"{data}:5"]
     assert [r.data for r in rows] == [{"text": "two\nlines", "label": "1", "note": "NA"},
-                                      {"text": "שלום 👋", "label": "0", "note": None}]
+                                      {"text": "שלום 👋", "label": "0", "note": None},
+                                      {"text": long, "label": "1", "note": "x"}]
 
 
 def test_train_and_eval_files_of_different_formats_and_numeric_csv_labels(tmp_path, write_recipe):

@@ -156,6 +156,7 @@ def csv_rows(p: Path) -> Reader:
                     line = raw.decode("utf-8", errors="replace")
                 yield line + "\n"
 
+        csv.field_size_limit(max(csv.field_size_limit(), MAX_LINE_BYTES))  # the stdlib's is 131,072 characters
         records = csv.reader(text())
         header, end, index = None, 0, -1
         try:
