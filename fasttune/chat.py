@@ -81,6 +81,9 @@ class GGUFChat:
 def open_target(target: Path, enable_thinking: bool | None = None):
     """The model behind `target`; one whose template has no thinking switch refuses one that is set."""
     if target.suffix.lower() == ".gguf" and target.is_file():
+        from fasttune.models import read_gguf
+
+        read_gguf(target, "chat")  # a file that is not a whole GGUF is named, not a llama.cpp traceback
         bot = GGUFChat(target)
     elif target.is_dir():
         bot = HFChat(target)

@@ -4,7 +4,7 @@ Only the tokenizer is loaded. Every row is checked (problems exit 2 with file:li
 `fasttune run` reports them), then rendered and tokenized by the task as training will: rows per
 split, token-length percentiles and a histogram, what max_seq_length cuts, the share of tokens that
 carry the loss, the task's own figures, and one rendered example per split with the trained text
-inside [[ ]].
+inside [[ ]]. Rows are read a file pass at a time and only their figures kept (fasttune/data/).
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from rich.console import Console
 from rich.text import Text
 
 from fasttune.data.load import load_splits
-from fasttune.plan import resolve_auto
+from fasttune.data.prepare import SplitFigures
+from fasttune.plan import check_model, resolve_auto
 from fasttune.recipe import Recipe
-
-BINS = 10
 
 
 def inspect(recipe: Recipe, say=print) -> dict:
@@ -24,6 +23,7 @@ def inspect(recipe: Recipe, say=print) -> dict:
     task, data = recipe.task, recipe.data
     train_rows, eval_rows = load_splits(data, task.check_row, recipe.train.seed)
     task.check_dataset(train_rows, eval_rows)
+    check_model(recipe)  # what `fasttune run` would refuse about the model, refused here too
     tokenizer = load_tokenizer(recipe.model.name, say)
     template = task.setup_tokenizer(tokenizer, recipe.model.chat_template)
     recipe = resolve_auto(recipe, lambda: longest_row(task, train_rows, tokenizer), say)
@@ -33,7 +33,8 @@ def inspect(recipe: Recipe, say=print) -> dict:
               "max_seq_length": data.max_seq_length, "gradient_checkpointing": recipe.train.gradient_checkpointing,
               "splits": {}, "figures": task.data_figures(train_rows, eval_rows),
               "examples": {}}
-    report["splits"] = figures(task, {"train": train_rows, "eval": eval_rows}, tokenizer, data.max_seq_length)
+    report["splits"] = {split: figures(task, rows, tokenizer, data.max_seq_length)
+                        for split, rows in (("train", train_rows), ("eval", eval_rows))}
     for split, rows in (("train", train_rows), ("eval", eval_rows)):
         if rows:
             report["examples"][split] = {"where": rows[0].where,
@@ -54,10 +55,13 @@ def longest_row(task, rows: list, tokenizer) -> int:
     return max((task.view_row(r.data, tokenizer, 10**9).tokens for r in rows), default=16)
 
 
-def figures(task, splits: dict, tokenizer, max_length: int) -> dict:
-    """{split: its figures} for rows already checked; `fasttune run` prints their summary lines too."""
-    return {split: split_figures([task.view_row(r.data, tokenizer, max_length) for r in rows], max_length)
-            for split, rows in splits.items()}
+def figures(task, rows, tokenizer, max_length: int) -> dict:
+    """One split's figures, its checked rows viewed one at a time (`fasttune run` gets the same figures
+    from the pass that tokenizes its datasets: PrepStats.figures)."""
+    gathered = SplitFigures()
+    for row in rows:
+        gathered.add(task.view_row(row.data, tokenizer, max_length))
+    return gathered.report(max_length)
 
 
 def summary_line(split: str, fig: dict) -> str:
@@ -67,38 +71,6 @@ def summary_line(split: str, fig: dict) -> str:
     if fig["rows_cut"]:
         text += f"; max_seq_length cuts {fig['rows_cut']} rows ({fig['tokens_cut']} tokens)"
     return text
-
-
-def split_figures(views: list, max_length: int) -> dict:
-    lengths = sorted(v.tokens for v in views)
-    kept = sum(v.tokens - v.cut for v in views)
-    return {
-        "rows": len(views),
-        "tokens": sum(lengths),
-        "length": {"p50": percentile(lengths, 50), "p90": percentile(lengths, 90), "p99": percentile(lengths, 99),
-                   "max": lengths[-1] if lengths else 0},
-        "histogram": histogram(lengths, max(max_length, lengths[-1] if lengths else 0)),
-        "rows_cut": sum(v.cut > 0 for v in views),
-        "tokens_cut": sum(v.cut for v in views),
-        "trained_share": round(sum(v.trained for v in views) / kept, 4) if kept else 0.0,
-    }
-
-
-def percentile(sorted_values: list[int], p: float) -> int:
-    """Nearest-rank percentile (a real row's length, not an interpolation)."""
-    if not sorted_values:
-        return 0
-    rank = max(1, -(-len(sorted_values) * p // 100))  # ceil
-    return sorted_values[int(rank) - 1]
-
-
-def histogram(lengths: list[int], top: int) -> list[dict]:
-    """BINS equal-width bins over 0..top tokens: [{"from", "to", "rows"}]."""
-    width = max(1, -(-top // BINS))
-    bins = [{"from": i * width + 1, "to": (i + 1) * width, "rows": 0} for i in range(BINS)]
-    for n in lengths:
-        bins[min((n - 1) // width, BINS - 1) if n > 0 else 0]["rows"] += 1
-    return bins
 
 
 def print_report(report: dict, console: Console) -> None:

@@ -7,6 +7,7 @@ could only fail later, after minutes of model loading.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -17,6 +18,12 @@ from fasttune.export import formats as export_formats
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
+
+
+def _finite(value: float) -> bool:
+    """inf (and nan, which fails every comparison anyway) parses as a float from the command line, and
+    would only fail later: an epoch count without end, a learning rate that overflows the first update."""
+    return math.isfinite(value)
 
 
 EMBEDDINGS = ["embed_tokens", "lm_head"]
@@ -132,15 +139,18 @@ class Train:
     def __post_init__(self):
         _check(self.max_steps == -1 or self.max_steps > 0,
                f"train.max_steps must be -1 or positive, got {self.max_steps}")
-        _check(self.epochs > 0, f"train.epochs must be positive, got {self.epochs}")
+        _check(self.epochs > 0 and _finite(self.epochs), f"train.epochs must be positive and finite, got {self.epochs}")
         _check(self.batch_size == "auto" or self.batch_size > 0,
                f"train.batch_size must be positive or auto, got {self.batch_size}")
         _check(self.grad_accum > 0, f"train.grad_accum must be positive, got {self.grad_accum}")
-        _check(self.lr > 0, f"train.lr must be positive, got {self.lr}")
+        _check(self.lr > 0 and _finite(self.lr), f"train.lr must be positive and finite, got {self.lr}")
+        _check(self.weight_decay >= 0 and _finite(self.weight_decay),
+               f"train.weight_decay must be >= 0 (0: none), got {self.weight_decay}")
         _check(0.0 <= self.warmup_ratio < 1.0, f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         _check(self.save_steps >= 0, f"train.save_steps must be >= 0, got {self.save_steps}")
         _check(self.eval_steps >= 0, f"train.eval_steps must be >= 0, got {self.eval_steps}")
-        _check(self.embedding_lr >= 0, f"train.embedding_lr must be >= 0, got {self.embedding_lr}")
+        _check(self.embedding_lr >= 0 and _finite(self.embedding_lr),
+               f"train.embedding_lr must be >= 0, got {self.embedding_lr}")
 
     def checkpointing(self, gpu: bool) -> bool:
         """gradient_checkpointing as it applies on a machine with (`gpu`) or without a GPU."""

@@ -23,6 +23,17 @@ from fasttune.run_folder import EVAL_PROMPTS, RunFolder, write_json
 
 SUMMARY, ANSWERS = "eval.json", "answers.json"
 
+HELD_OUT_RISE = 0.5
+"""Nats the held-out loss may rise over training before the run says it made the model worse. The loss
+is a mean log-probability, so a rise in nats is a ratio: +0.5 means each held-out token is on average
+1.65x less likely than before training, whatever the model or task. Before and after are measured on
+the same rows, so noise is far smaller than that; fine-tuning that works lowers the loss, and
+overfitting a small data set lifts it from its lowest point, rarely above the untrained model's."""
+RUNAWAY = 2.0
+"""How many times its start the training loss may end at. One batch's loss varies with its rows, so
+the first and last few logged losses are averaged (RUN_WINDOW); a run that learns ends lower."""
+RUN_WINDOW = 3
+
 KEPT_PROMPTS = 32  # held-out prompts kept in the run folder even when eval measures fewer
 THINKING_PASSES = {"default": ("default",), "on": ("on",), "off": ("off",), "both": ("on", "off")}
 """eval.thinking -> the thinking settings answers are generated with, each measured on its own."""
@@ -112,6 +123,7 @@ def evaluate_after(run: RunFolder, session, trainer, evaluator: Evaluator, say, 
     status.json as the evaluation's, and the message names the command that redoes it. Returns the
     completed eval.json."""
     run.step("evaluation", "running")
+    found = None
     try:
         if stop:
             raise KeyboardInterrupt(stop)
@@ -119,15 +131,21 @@ def evaluate_after(run: RunFolder, session, trainer, evaluator: Evaluator, say, 
                                              session.has_eval)
         say(f"After training:  {describe(after)}")
         if run.writes:
-            from fasttune.tracking import plot_loss
+            from fasttune.tracking import plot_loss, read_metrics
 
             summary = json.loads((run.path / SUMMARY).read_text())
+            # a task without a held-out loss (GRPO) logs a policy objective, not a likelihood: not compared
+            losses = [r["loss"] for r in read_metrics(run.path / "metrics.jsonl") if "loss" in r]
+            found = divergence(summary["before"].get("eval_loss"), after.get("eval_loss"),
+                               losses if session.recipe.task.has_eval_loss else [])
+            if found:
+                say(divergence_warning(found, session.recipe.train))
             answers = json.loads((run.path / ANSWERS).read_text())
             evaluator.write_samples(run.path / "samples.md", answers["before"], after_answers)
             session.recipe.task.write_artifacts(run.path, summary["before"], after)
             plot_loss(run.path / "metrics.jsonl", run.path / "loss.png")
             write_json(run.path / ANSWERS, {**answers, "after": after_answers})
-            summary["after"] = after
+            summary.update(after=after, diverged=bool(found), divergence=found)
             write_json(run.path / SUMMARY, summary)
     except BaseException as error:
         interrupted = isinstance(error, KeyboardInterrupt)
@@ -136,8 +154,40 @@ def evaluate_after(run: RunFolder, session, trainer, evaluator: Evaluator, say, 
         message = (f"training finished and its adapter is saved in {run.path / 'adapter'}, but the evaluation "
                    f"after training {what}.\nRedo it with: {shlex.join(['fasttune', 'eval', str(run.path)])}")
         raise (RunInterrupted if interrupted else EvaluationError)(message) from error
-    run.step("evaluation", "done")
-    return {**summary, "after": after} if run.writes else {"after": after}
+    run.step("evaluation", "done", diverged=bool(found), divergence=found)
+    return summary if run.writes else {"after": after}
+
+
+def divergence(before: float | None, after: float | None, losses: list[float]) -> dict | None:
+    """The figures that say training made the model worse, or None: the held-out loss `after` training
+    more than HELD_OUT_RISE nats above `before`, or the logged training `losses` ending more than
+    RUNAWAY times where they started. A loss that stays finite does not stop the run (a non-finite one
+    does: fasttune/interrupts.py), so this is what tells a run that trained into nonsense from one that
+    learnt."""
+    found = {}
+    if before is not None and after is not None and after - before > HELD_OUT_RISE:
+        found["eval_loss"] = {"before": before, "after": after}
+    window = min(RUN_WINDOW, len(losses) // 2)
+    if window:
+        first, last = (round(sum(part) / window, 4) for part in (losses[:window], losses[-window:]))
+        if first > 0 and last > RUNAWAY * first:
+            found["train_loss"] = {"first": first, "last": last, "averaged_over": window}
+    return found or None
+
+
+def divergence_warning(found: dict, train) -> str:
+    """The warning a run that made its model worse prints: the figures and the usual causes."""
+    figures = []
+    if "eval_loss" in found:
+        b, a = found["eval_loss"]["before"], found["eval_loss"]["after"]
+        figures.append(f"held-out eval loss {b:.4g} before training, {a:.4g} after (+{a - b:.2f} nats)")
+    if "train_loss" in found:
+        f, last = found["train_loss"]["first"], found["train_loss"]["last"]
+        figures.append(f"training loss {f:.4g} at the start, {last:.4g} at the end ({last / f:.1f}x)")
+    return (f"Warning: training made the model worse: {'; '.join(figures)}. Usual causes: a learning rate too "
+            f"high for this model (train.lr={train.lr:g}; try {train.lr / 10:g}), broken or mislabelled rows "
+            "(`fasttune check` shows the data as the model sees it), or fp16 overflow (model.dtype=bfloat16 or "
+            "float32 avoids it). The run is kept as finished; eval.json and status.json say diverged: true.")
 
 
 def evaluate_run(run_dir: Path, say=print) -> dict:

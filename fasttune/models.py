@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -82,22 +83,31 @@ def shipped_gguf(name: str = EMBEDDED) -> Path:
 
 def resolve(name: str, say=print) -> str:
     """A local folder (or hub id) that `from_pretrained` can load for `name`."""
-    if name in SHIPPED:
-        return str(convert_gguf(shipped_gguf(name), name, say))
+    if is_gguf_source(name):
+        gguf, copy = gguf_copy(name)
+        if not (copy / "config.json").is_file():
+            read_gguf(gguf)  # a file cut short is named, not left to fail inside the conversion
+        return str(convert_gguf(gguf, copy, say))
     path = Path(name).expanduser()
-    if path.suffix.lower() == ".gguf":
-        if not path.is_file():
-            raise ConfigError(f"model.name: no such GGUF file {name}")
-        stat = path.stat()
-        key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-        return str(convert_gguf(path, f"{path.stem}-{key}", say))
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ConfigError(f"model.name: {name} is a folder without config.json, not a Hugging Face model folder")
+        check_folder(path, name)
         return str(path)
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ConfigError(f"model.name: no such model folder {name}")
     return name  # a hub id; the backend downloads it (HF_TOKEN for gated models)
+
+
+def gguf_copy(name: str) -> tuple[Path, Path]:
+    """A GGUF source's file, and the folder its trainable copy is (or will be) converted into: named by
+    the file's path, size and time, so that a changed file is converted again."""
+    if name in SHIPPED:
+        return shipped_gguf(name), cache_dir() / "models" / name
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"model.name: no such GGUF file {name}")
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    return path, cache_dir() / "models" / f"{path.stem}-{key}"
 
 
 def is_gguf_source(name: str) -> bool:
@@ -108,6 +118,57 @@ def is_gguf_source(name: str) -> bool:
 def gguf_source(name: str) -> Path:
     """The GGUF file `name` is served from (is_gguf_source(name) must hold)."""
     return shipped_gguf(name) if name in SHIPPED else Path(name).expanduser()
+
+
+def check_folder(path: Path, name: str) -> None:
+    """Refuse a local folder `from_pretrained` could not load, naming what it lacks: config.json, or
+    weights (a folder of config alone is what `fasttune plan` reads, not a model; shards an index names
+    must all be there). transformers would otherwise look the folder's name up on the hub."""
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"model.name: {name} is a folder without config.json, not a Hugging Face model folder")
+    if not any(path.glob("*.safetensors")) and not any(path.glob("pytorch_model*.bin")):
+        raise ConfigError(f"model.name: {name} has a config.json but no weights (*.safetensors or pytorch_model*.bin): "
+                          "an unfinished download or copy?")
+    for index in path.glob("*.index.json"):
+        shards = sorted(set(json.loads(index.read_text()).get("weight_map", {}).values()))
+        gone = [shard for shard in shards if not (path / shard).is_file()]
+        if gone:
+            raise ConfigError(f"model.name: {name} lacks {len(gone)} of the {len(shards)} weight files its "
+                              f"{index.name} names (first: {gone[0]}): an unfinished download?")
+
+
+def check_code(config: dict, name: str) -> None:
+    """Refuse a model that needs code of its own: config.json's `auto_map` names classes in the model's
+    files for a `model_type` transformers does not know. fasttune never runs a download's code
+    (trust_remote_code), and transformers would stop there with a traceback after the data was read.
+    An auto_map beside a model_type transformers knows (many hub models keep one) loads without it."""
+    if not config.get("auto_map"):
+        return
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    if config.get("model_type") not in CONFIG_MAPPING_NAMES:
+        raise ConfigError(f"model.name: {name} needs its own Python code (config.json's auto_map, model_type "
+                          f"{config.get('model_type')!r}, which transformers does not know), and fasttune does not "
+                          "run a model's code (trust_remote_code). Use a model transformers supports, or its "
+                          "transformers-native port.")
+
+
+def read_gguf(path: Path, what: str = "model.name"):
+    """The `gguf.GGUFReader` of a whole GGUF file (memory-mapped: no tensor is read), or a ConfigError
+    saying what the file is instead: missing, not a GGUF, or cut short (an interrupted download or
+    copy), which the loaders would report as a numpy reshape error or a llama.cpp traceback."""
+    if not path.is_file():
+        raise ConfigError(f"{what}: no such GGUF file {path}")
+    with path.open("rb") as f:
+        if f.read(4) != b"GGUF":
+            raise ConfigError(f"{what}: {path} is not a GGUF file (it does not start with GGUF's magic bytes)")
+    from gguf import GGUFReader
+
+    try:
+        return GGUFReader(path)  # maps every tensor: one that runs past the end of the file fails here
+    except Exception as error:
+        raise ConfigError(f"{what}: {path} is cut short or damaged ({path.stat().st_size:,} bytes; "
+                          f"{type(error).__name__}: {error}): download or export it again") from None
 
 
 def load_failure(name: str, error: Exception) -> str:
@@ -122,15 +183,14 @@ def load_failure(name: str, error: Exception) -> str:
     )
 
 
-def convert_gguf(gguf: Path, slug: str, say=print) -> Path:
-    """Dequantize `gguf` into an HF folder (fp32 safetensors + tokenizer + chat template), once."""
-    target = cache_dir() / "models" / slug
+def convert_gguf(gguf: Path, target: Path, say=print) -> Path:
+    """Dequantize `gguf` into the HF folder `target` (fp32 safetensors + tokenizer + chat template), once."""
     if (target / "config.json").is_file():
         return target
     say(f"Converting {gguf.name} into a trainable copy at {target} (once)")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tmp = target.with_name(f".{slug}.tmp-{os.getpid()}")
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)

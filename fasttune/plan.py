@@ -67,13 +67,30 @@ def model_config(name: str) -> dict:
         raise ConfigError(models.load_failure(name, error)) from error
 
 
+def check_model(recipe) -> None:
+    """Refuse, before any weight loads or a run folder exists, a model that cannot train as the recipe
+    asks: a folder without config.json or weights, a GGUF that is not whole, a hub id that cannot be
+    reached (its config.json is fetched, as `fasttune plan` does), code of its own to run, and a
+    max_seq_length beyond the model's context (positions it was never trained on; `auto` stops there)."""
+    name = recipe.model.name
+    if models.is_gguf_source(name):  # a converted copy was whole; else reading the header checks the file
+        gguf, copy = models.gguf_copy(name)
+        converted = copy / "config.json"
+        config = json.loads(converted.read_text()) if converted.is_file() else gguf_config(gguf)
+    else:
+        if Path(name).expanduser().is_dir():
+            models.check_folder(Path(name).expanduser(), name)
+        config = model_config(name)
+        models.check_code(config, name)
+    context, seq = config.get("max_position_embeddings"), recipe.data.max_seq_length
+    if seq != "auto" and isinstance(context, int) and seq > context:
+        raise ConfigError(f"data.max_seq_length={seq} is beyond the context of {name} ({context} tokens, its config's "
+                          f"max_position_embeddings): lower it to {context} or less, or set it to auto")
+
+
 def gguf_config(path: Path) -> dict:
     """A GGUF header's hyper-parameters under config.json's names (memory-mapped: no tensor is read)."""
-    if not path.is_file():
-        raise ConfigError(f"model.name: no such GGUF file {path}")
-    from gguf import GGUFReader
-
-    reader = GGUFReader(path)
+    reader = models.read_gguf(path)
 
     def field(key: str):
         found = reader.fields.get(key)

@@ -25,13 +25,14 @@ from rich.text import Text
 
 from fasttune import backends, distributed
 from fasttune.check import load_tokenizer, longest_row
+from fasttune.checkpoints import find_checkpoint, latest_checkpoint
 from fasttune.data.load import load_splits
 from fasttune.errors import EvaluationError, ExportError, RunInterrupted, TrainingDiverged
 from fasttune.evaluate import ANSWERS, SUMMARY, Evaluator, describe, evaluate_after
 from fasttune.interrupts import StopGuard, sigterm_interrupts
-from fasttune.plan import resolve_auto
+from fasttune.plan import check_model, resolve_auto
 from fasttune.recipe import Recipe
-from fasttune.run_folder import RunFolder, find_checkpoint, latest_checkpoint, write_dir, write_json
+from fasttune.run_folder import RunFolder, write_dir, write_json
 from fasttune.session import open_session, quiet_libraries
 from fasttune.tracking import make_callback, plain_console, plot_loss, setup_wandb, wandb_sync_commands
 from fasttune.trainer.build import RunHooks
@@ -55,7 +56,8 @@ def run(recipe: Recipe, console: Console | None = None, command: str = "fasttune
         f"{len(eval_rows)} eval rows from {eval_from}")
     for note in notes:
         say(note)
-    checkpoint = find_checkpoint(recipe.train.resume) if recipe.train.resume else None
+    checkpoint = find_checkpoint(recipe.train.resume, recipe.to_dict()) if recipe.train.resume else None
+    check_model(recipe)  # from its config alone: a model that cannot load or train as asked stops here
     RunFolder.check_writable(recipe.log.runs_dir)
 
     # 2. Backend: Unsloth is imported here, before transformers/trl/peft.

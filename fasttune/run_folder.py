@@ -131,11 +131,12 @@ class RunFolder:
             write_json(self.path / STATUS, {"status": state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                             **extra})
 
-    def step(self, name: str, state: str, error: BaseException | None = None) -> None:
+    def step(self, name: str, state: str, error: BaseException | None = None, **extra) -> None:
         """Record how a step after training went: status.json's `name` ('evaluation', 'export') becomes
-        `state`, with the error's message and traceback when there is one; the rest is kept."""
+        `state`, with the error's message and traceback when there is one, and `extra` keys (what the
+        step found); the rest is kept."""
         if self.writes:
-            record_step(self.path, name, state, error)
+            record_step(self.path, name, state, error, **extra)
 
     def fail(self, error: BaseException, **extra) -> None:
         """status.json says the run failed or was interrupted, and why; never raises in `error`'s place
@@ -166,35 +167,17 @@ def write_ending(path: Path, status: dict, error: BaseException) -> None:
                   f"{type(error).__name__}: {error}", file=sys.stderr)
 
 
-def record_step(run_dir: Path, name: str, state: str, error: BaseException | None = None) -> None:
+def record_step(run_dir: Path, name: str, state: str, error: BaseException | None = None, **extra) -> None:
     """status.json of a finished run with step `name` set to `state` ('running', 'done', 'failed',
-    'interrupted'); `name`_error and `name`_traceback say why when `error` is given."""
+    'interrupted') and `extra` keys; `name`_error and `name`_traceback say why when `error` is given."""
     status = {k: v for k, v in read_status(run_dir).items() if not k.startswith(f"{name}_")}
-    status.update({name: state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    status.update({name: state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra})
     if error is None:
         write_json(Path(run_dir) / STATUS, status)
         return
     status[f"{name}_error"] = f"{type(error).__name__}: {error}"
     status[f"{name}_traceback"] = "".join(traceback.format_exception(error))[-4000:]
     write_ending(Path(run_dir) / STATUS, status, error)
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint in a run folder's checkpoints/ (None when there is none)."""
-    found = [p for p in (Path(run_dir) / "checkpoints").glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-    return max(found, key=lambda p: int(p.name.rsplit("-", 1)[1]), default=None)
-
-
-def find_checkpoint(path: str) -> Path:
-    """The checkpoint to resume from: `path` itself, or the newest one in a run folder's checkpoints/."""
-    folder = Path(path)
-    if (folder / "trainer_state.json").is_file():
-        return folder
-    found = latest_checkpoint(folder)
-    if found is None:
-        raise ConfigError(f"train.resume: {path} is neither a checkpoint folder nor a run folder with checkpoints "
-                          "(set train.save_steps to write them)")
-    return found
 
 
 class FinishedRun:

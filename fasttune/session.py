@@ -59,10 +59,10 @@ def open_session(recipe, backend, train_rows: list, eval_rows: list, say, weight
     say(f"Model: {recipe.model.name} ({path}), chat template: {template}")
 
     train_ds, eval_ds, stats = task.datasets(train_rows, eval_rows, tokenizer, data.max_seq_length)
-    from fasttune.check import figures, summary_line
+    from fasttune.check import summary_line
 
-    for split, fig in figures(task, {"train": train_rows, "eval": eval_rows}, tokenizer, data.max_seq_length).items():
-        say(summary_line(split, fig))  # the first lines of `fasttune check`
+    for split, fig in ((split, stats[split].figures.report(data.max_seq_length)) for split in ("train", "eval")):
+        say(summary_line(split, fig))  # the first lines of `fasttune check`, from the rows tokenized once
         if stats[split].dropped:
             say(f"  {stats[split].dropped} {split} rows dropped: nothing left to train on within the length limits")
     if stats["train"].rows == 0:

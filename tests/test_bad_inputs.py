@@ -1,9 +1,12 @@
 """The bad-input corpus (tests/bad_inputs/, written by make_bad_inputs.py): every file ends `fasttune
-run` with exit 2, a message naming the file, the line and the field, and no run folder."""
+run` with exit 2, a message naming the file, the line (or row) and the field, and no run folder."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -71,10 +74,27 @@ EXPECTED = {
     "chat__reasoning_not_a_string.jsonl": "3: messages[1].thinking: must be a string, got list",
     "instruct__reasoning_not_a_string.jsonl": "3: reasoning_content: must be a string, got int",
     "instruct__reasoning_twice.jsonl": "3: thinking: give the reasoning in reasoning_content or in thinking, not both",
+    "chat__lone_surrogate.jsonl": "3: messages[0].content: holds a lone surrogate (\\ud800), half of a character",
+    "chat__nul_character.jsonl": "3: messages[0].content: holds a NUL character (\\u0000): binary data, not text",
+    "chat__nul_bytes.jsonl": "3: holds NUL bytes: binary data or UTF-16 text, not UTF-8",
+    "chat__utf16_file.jsonl": "1: holds NUL bytes: binary data or UTF-16 text, not UTF-8",
+    "chat__zero_width_answer.jsonl": "3: messages[1].content: assistant message is empty",
+    "pretrain__zero_width_text.jsonl": "3: text: is empty",
+    "chat__nested_too_deeply.jsonl": "3: messages: nested more than 100 levels deep",
+    "classify__csv_empty_cell.csv": "3: text: is empty",
+    "classify__csv_empty_cell_after_a_multiline_cell.csv": "5: text: is empty",
+    "classify__csv_cell_count.csv": "3: has 3 cells, the header has 2",
+    "classify__csv_header_twice.csv": "1: the header names 'text' twice",
+    "classify__csv_not_utf8.csv": "3: not UTF-8 text (byte 0xe9 at column 4)",
+    "classify__parquet_null_text.parquet": " row 2: text: is empty",  # Parquet rows are counted from 0
+    "classify__parquet_labels_are_numbers.parquet": " row 0: label: must be a string, got int",
+    "classify__parquet_cut_short.parquet": None,
 }
 WHOLE_FILE = {"chat__empty_file.jsonl": "no rows: the data set is empty",
               "chat__json_not_a_list.json": "a .json data file must hold a list of objects",
-              "classify__csv_header_only.csv": "no rows: the data set is empty"}
+              "classify__csv_header_only.csv": "no rows: the data set is empty",
+              "classify__parquet_cut_short.parquet": "not a readable Parquet file: ArrowInvalid"}
+DATA_FILES = (".jsonl", ".json", ".csv", ".parquet")
 
 
 def run_on(data: Path, tmp_path: Path):
@@ -86,10 +106,19 @@ def run_on(data: Path, tmp_path: Path):
     return CliRunner().invoke(main, ["run", str(recipe)])
 
 
-def test_the_corpus_is_complete_and_in_step_with_its_generator():
-    files = sorted(p.name for p in CORPUS.iterdir() if p.suffix in (".jsonl", ".json", ".csv"))
+def test_the_corpus_is_complete_and_in_step_with_its_generator(tmp_path):
+    files = sorted(p.name for p in CORPUS.iterdir() if p.suffix in DATA_FILES)
     assert files == sorted(EXPECTED) and len(files) >= 30
     assert {name.split("__")[0] for name in files} >= {"chat", "instruct", "pretrain", "classify", "grpo", "tools", "dpo"}
+    subprocess.run([sys.executable, str(CORPUS / "make_bad_inputs.py"), str(tmp_path)], check=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == files
+    for name in files:  # Parquet files record the pyarrow version that wrote them: their rows are compared
+        if name.endswith(".parquet") and "cut_short" not in name:
+            import pyarrow.parquet as pq
+
+            assert pq.read_table(tmp_path / name).equals(pq.read_table(CORPUS / name)), name
+        elif not name.endswith(".parquet"):
+            assert (tmp_path / name).read_bytes() == (CORPUS / name).read_bytes(), f"{name}: rerun make_bad_inputs.py"
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -101,7 +130,8 @@ def test_bad_file_exits_2_naming_file_line_and_field(name, tmp_path):
     if EXPECTED[name] is None:
         assert f"{data}: {WHOLE_FILE[name]}" in result.output, result.output
     else:
-        assert f"{data}:{EXPECTED[name]}" in result.output, result.output
+        separator = "" if EXPECTED[name].startswith(" ") else ":"  # "file:line" or "file row N"
+        assert f"{data}{separator}{EXPECTED[name]}" in result.output, result.output
     assert not (tmp_path / "runs").exists(), "a run folder was created for bad data"
 
 
@@ -112,4 +142,36 @@ def test_a_huge_row_is_refused_with_its_line(tmp_path):
     data.write_text("\n".join([good, huge, good, good]) + "\n")
     result = run_on(data, tmp_path)
     assert result.exit_code == 2 and f"{data}:2: the line is 1,200,0" in result.output, result.output
+    assert "bytes long (the limit is 1,000,000)" in result.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_file_that_is_one_endless_line_is_refused_without_reading_it_into_memory(tmp_path):
+    """A 10 GB file without a newline once exhausted memory: it was read as one line before its length
+    was looked at. Here 40 MB: the reader holds at most the limit (1 MB) of it at a time."""
+    from fasttune.data.load import load_rows
+    from fasttune.errors import DataError
+
+    data, start = tmp_path / "chat.jsonl", '{"messages": [{"role": "user", "content": "'
+    with data.open("w") as f:
+        f.write(start)
+        for _ in range(40):
+            f.write("a" * 2**20)
+    tracemalloc.start()
+    with pytest.raises(DataError) as error:
+        load_rows(str(data))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert str(error.value) == f"{data}:1: the line is {len(start) + 40 * 2**20:,} bytes long (the limit is 1,000,000): rows " \
+                               "run together, or a field holds a file"
+    assert peak < 5 * 2**20, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_a_line_nested_past_the_json_parser_is_named(tmp_path):
+    """Deeper than the parser recurses (RecursionError, once a traceback): too big for the corpus."""
+    data = tmp_path / "chat__deep.jsonl"
+    good = json.dumps({"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Ahoy!"}]})
+    data.write_text("\n".join([good, '{"messages": ' + "[" * 100_000 + "]" * 100_000 + "}", good, good]) + "\n")
+    result = run_on(data, tmp_path)
+    assert result.exit_code == 2 and f"{data}:2: nested more than 100 levels deep" in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "runs").exists()

@@ -1,7 +1,8 @@
-"""The GPU benchmark's arithmetic and plan, checked without a GPU (its runs need CUDA)."""
+"""The benchmarks' arithmetic, plans and data, checked without running them (the GPU one needs CUDA)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -50,3 +51,13 @@ def test_every_result_file_records_the_commit_the_packages_and_the_machine():
     flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags"))
     assert source["cpu"]["avx512_bf16"] == ("avx512_bf16" in flags.split())
     assert source["cpu"]["model"] and source["gpu"]["emulated_gib"] == 16
+
+
+def test_the_data_memory_benchmark_writes_distinct_valid_chat_rows(tmp_path):
+    import data_memory
+
+    from fasttune.data.load import load_rows
+    from fasttune.tasks import ChatSFT
+
+    rows = load_rows(str(data_memory.write_rows(tmp_path / "chat.jsonl", 700)), check_row=ChatSFT().check_row)
+    assert len(rows) == 700 and len({json.dumps(r.data) for r in rows}) == 700  # more rows than the recipe has

@@ -1,9 +1,8 @@
-"""The CLI in fresh processes: `fasttune env`, a run that fails after its folder exists, and README
-kept in step with .ci/run and the commands the CLI has."""
+"""The CLI in fresh processes: `fasttune env`, and README kept in step with .ci/run and the commands the
+CLI has."""
 
 from __future__ import annotations
 
-import json
 import re
 
 from click.testing import CliRunner
@@ -19,18 +18,6 @@ def test_env_names_backend_reason_and_versions():
     for package in ("torch", "transformers", "trl", "peft", "unsloth"):
         assert re.search(rf"\b{package} \d", result.stdout), package
     assert "GPU path missing: no CUDA GPU" in result.stdout  # this machine has none
-
-
-def test_unloadable_model_fails_clearly_and_marks_the_run_failed(tmp_path):
-    result = run_cli("run", "recipes/chat_sft.py", "model.name=nobody/no-such-model", "model.backend=hf",
-                     f"log.runs_dir={tmp_path}", "log.report_to=[]", env={"HF_HUB_OFFLINE": "1"})
-    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "could not load model 'nobody/no-such-model'" in result.stderr
-    assert "Traceback" not in result.stderr
-    [run_dir] = list(tmp_path.iterdir())
-    status = json.loads((run_dir / "status.json").read_text())
-    assert status["status"] == "failed" and "no-such-model" in status["error"]
-    assert not (run_dir / "eval.json").exists()
 
 
 def readme_commands() -> list[str]:

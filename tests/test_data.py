@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from fasttune.cli import main
-from fasttune.data.load import load_rows, split_rows
+from fasttune.data.load import load_rows, load_splits, split_rows
 from fasttune.data.validate import check_rows
 from fasttune.errors import DataError
 from fasttune.tasks import ChatSFT
@@ -140,3 +140,70 @@ def test_eval_label_outside_the_training_labels_names_its_line(tmp_path):
     with pytest.raises(DataError) as error:
         task.check_dataset(train, held)
     assert str(error.value) == f"{tmp_path / 'eval.jsonl'}:2: label: label 'c' is not one of the valid labels: a, b"
+
+
+def check_json(recipe, *overrides: str) -> dict:
+    from helpers import invoke
+
+    result = invoke("check", str(recipe), *overrides, "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout)
+
+
+def test_right_to_left_and_emoji_text_is_accepted_and_tokenized(tmp_path, write_recipe, tokenizer):
+    rows = [{"messages": [{"role": "user", "content": "\u200fמה שלומך? 👋"},
+                          {"role": "assistant", "content": "مرحبا! 👨‍👩‍👧 أنا بخير"}]},
+            {"messages": [{"role": "user", "content": "Hi 🙂"}, {"role": "assistant", "content": "\u200fשלום ✨"}]}]
+    data = write_jsonl(tmp_path / "chat.jsonl", rows * 4)
+    report = check_json(write_recipe(str(data)), "data.eval=0")
+    assert report["splits"]["train"]["rows"] == 8 and report["splits"]["train"]["rows_cut"] == 0
+    assert "[[مرحبا! 👨‍👩‍👧 أنا بخير<|im_end|>" in report["examples"]["train"]["text"]  # decoded back whole
+    assert report["splits"]["train"]["trained_share"] > 0
+
+
+def test_csv_cells_are_text_on_the_line_they_start(tmp_path):
+    """A BOM, a quoted cell over two lines, numeric labels and NA: each row named by the line it starts
+    on, every cell the text it holds, an empty cell a missing value (docs/data.md)."""
+    data = tmp_path / "d.csv"
+    long = "word " * 40_000  # 200,000 characters: above the csv module's default cell limit
+    data.write_bytes(f'\ufefftext,label,note\n"two\nlines",1,NA\nשלום 👋,0,\n{long},1,x\n'.encode())
+    rows = list(load_rows(str(data)))
+    assert [r.where for r in rows] == [f"{data}:2", f"{data}:4", f"{data}:5"]
+    assert [r.data for r in rows] == [{"text": "two\nlines", "label": "1", "note": "NA"},
+                                      {"text": "שלום 👋", "label": "0", "note": None},
+                                      {"text": long, "label": "1", "note": "x"}]
+
+
+def test_train_and_eval_files_of_different_formats_and_numeric_csv_labels(tmp_path, write_recipe):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = ["play jazz", "rain today?", "lights off", "wake me at 7"]
+    train = tmp_path / "train.csv"
+    train.write_text("text,label\n" + "".join(f"{t},{i % 2}\n" for i, t in enumerate(texts * 3)))
+    held = write_jsonl(tmp_path / "eval.jsonl", [{"text": t, "label": str(i % 2)} for i, t in enumerate(texts)])
+    report = check_json(write_recipe(str(train), task="tasks.Classification()"), f"data.eval={held}")
+    assert report["figures"]["labels"] == ["0", "1"]
+    assert report["figures"]["class_counts"] == {"train": {"0": 6, "1": 6}, "eval": {"0": 2, "1": 2}}
+    assert report["examples"]["train"]["where"] == f"{train}:2"
+    pq.write_table(pa.Table.from_pylist([{"text": t, "label": str(i % 2)} for i, t in enumerate(texts)]),
+                   tmp_path / "eval.parquet")
+    report = check_json(write_recipe(str(held), task="tasks.Classification()"), f"data.eval={tmp_path / 'eval.parquet'}")
+    assert report["splits"]["eval"]["rows"] == 4 and report["examples"]["eval"]["where"] == f"{tmp_path / 'eval.parquet'} row 0"
+
+
+def test_rows_are_read_a_pass_at_a_time_not_held(tmp_path):
+    """20,000 chat rows (2 MB of JSON, ~30 MB held as Python rows): checking them, splitting them and
+    reading every split again keeps one row at a time."""
+    import tracemalloc
+
+    from fasttune.config import Data
+
+    data = write_jsonl(tmp_path / "chat.jsonl", [{**GOOD, "id": i} for i in range(20_000)])
+    tracemalloc.start()
+    train, held = load_splits(Data(str(data), eval=0.1), ChatSFT().check_row, seed=1)
+    assert (len(train), len(held)) == (18_000, 2_000)
+    assert sum(1 for _ in train) == 18_000 and [r.data["id"] for r in held[:3]] == [r.data["id"] for r in held][:3]
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 3 * 2**20, f"peak {peak / 2**20:.1f} MiB"

@@ -51,6 +51,11 @@ def test_data_eval_takes_a_file_too():
     ("train.gradient_checkpointing=perhaps", "train.gradient_checkpointing: expected bool | auto, got 'perhaps'"),
     ("log.report_to=tensorboard", "log.report_to knows only 'wandb'"),
     ("trainlr", "must look like section.field=value"),
+    ("train.epochs=inf", "train.epochs must be positive and finite, got inf"),
+    ("train.epochs=nan", "train.epochs must be positive and finite, got nan"),
+    ("train.lr=inf", "train.lr must be positive and finite, got inf"),
+    ("train.weight_decay=-0.1", "train.weight_decay must be >= 0 (0: none), got -0.1"),
+    ("train.weight_decay=inf", "train.weight_decay must be >= 0"),
 ])
 def test_bad_overrides_say_what_is_valid(override, message):
     with pytest.raises(ConfigError) as error:

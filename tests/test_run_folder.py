@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from fasttune.checkpoints import find_checkpoint, latest_checkpoint, resume_differences
 from fasttune.errors import ConfigError, StorageError
-from fasttune.run_folder import RunFolder, find_checkpoint, latest_checkpoint, open_run, write_dir
+from fasttune.run_folder import RunFolder, open_run, write_dir
 from helpers import invoke
 
 
@@ -145,3 +146,73 @@ def test_a_status_json_that_cannot_be_written_at_all_leaves_the_error_the_one_ra
     run.fail(OSError(errno.ENOSPC, "No space left on device"))  # returns: the caller raises the run's own error
     warning = capsys.readouterr().err
     assert "status.json could not be updated" in warning and "OSError: [Errno 28] No space left" in warning
+
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def fake_checkpoint(tmp_path, step: int = 4, model: str = "smollm2-135m-instruct", task: str = "ChatSFT",
+                    r: int = 16, alpha: int = 32, targets=tuple(LORA_TARGETS)):
+    """A run folder as a chat_sft run with `train.save_steps` leaves it, JSON files only (no weights):
+    config.json (the chat recipe, changed as asked), checkpoint-N's trainer_state.json and adapter_config.json."""
+    from fasttune.recipe import load_recipe
+    from helpers import ROOT
+
+    config = load_recipe(ROOT / "recipes" / "chat_sft.py").to_dict()
+    config["model"]["name"], config["task"]["type"] = model, task
+    run = tmp_path / "old-run"
+    checkpoint = run / "checkpoints" / f"checkpoint-{step}"
+    checkpoint.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(config))
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step, "max_steps": 8,
+                                                               "epoch": step / 80, "log_history": []}))
+    (checkpoint / "adapter_config.json").write_text(json.dumps({  # as peft writes it: targets in any order
+        "r": r, "lora_alpha": alpha, "target_modules": sorted(targets), "modules_to_save": None,
+        "base_model_name_or_path": "/somewhere/smollm2-135m-instruct", "peft_type": "LORA"}))
+    return run
+
+
+@pytest.mark.parametrize(("made_with", "overrides", "message"), [
+    ({"model": "HuggingFaceTB/SmolLM2-360M-Instruct"}, [],
+     "model: the checkpoint trained HuggingFaceTB/SmolLM2-360M-Instruct, this run trains smollm2-135m-instruct"),
+    ({"task": "InstructSFT"}, [], "task: the checkpoint trained InstructSFT, this run ChatSFT"),
+    ({"r": 8}, [], "model.lora.r: the checkpoint has 8, this run 16"),
+    ({}, ["model.lora.alpha=16"], "model.lora.alpha: the checkpoint has 32, this run 16"),
+    ({"targets": ("q_proj", "v_proj")}, [],
+     "model.lora.target_modules: the checkpoint has ['q_proj', 'v_proj'], this run ['down_proj', 'gate_proj'"),
+    ({"step": 8}, [], "train.max_steps: the checkpoint is at step 8, so max_steps=8 leaves nothing to train"),
+    ({"step": 80}, ["train.max_steps=-1"], "train.epochs: the checkpoint has trained 1 epochs, so epochs=1"),
+])
+def test_a_resume_that_cannot_continue_the_run_is_refused_before_any_model_loads(tmp_path, monkeypatch, made_with,
+                                                                                   overrides, message):
+    import time
+
+    from fasttune import backends
+    from helpers import invoke
+
+    def no_backend(*args):
+        raise AssertionError("a backend was chosen: the model would load next")
+
+    monkeypatch.setattr(backends, "choose", no_backend)
+    run = fake_checkpoint(tmp_path, **made_with)
+    started = time.perf_counter()
+    result = invoke("run", "recipes/chat_sft.py", "train.max_steps=8", *overrides, f"train.resume={run}",
+                    f"log.runs_dir={tmp_path / 'runs'}", "log.report_to=[]")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"{run / 'checkpoints'}" in result.stderr and "cannot continue this run" in result.stderr
+    assert message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and "Backend:" not in result.stdout
+    assert time.perf_counter() - started < 2  # data read and JSON compared; no library, no model
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_checkpoint_of_the_same_run_resumes_and_every_difference_is_named(tmp_path):
+    from fasttune.recipe import apply_overrides, load_recipe
+    from helpers import ROOT
+
+    recipe = apply_overrides(load_recipe(ROOT / "recipes" / "chat_sft.py"), ["train.max_steps=8"])
+    run = fake_checkpoint(tmp_path)
+    assert find_checkpoint(str(run), recipe.to_dict()) == run / "checkpoints" / "checkpoint-4"
+    other = fake_checkpoint(tmp_path / "other", step=9, task="DPO", r=4)
+    assert [d.split(":")[0] for d in resume_differences(other / "checkpoints" / "checkpoint-9", recipe.to_dict())] \
+        == ["task", "model.lora.r", "train.max_steps"]

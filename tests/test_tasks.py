@@ -109,3 +109,21 @@ def test_label_scores_are_the_models_own_sequence_likelihood(tokenizer, tiny_mod
             scores.append(-loss.item() * int((labels[0, 1:] != IGNORE).sum()))
         expected = torch.softmax(torch.tensor(scores), 0).tolist()
         assert row == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("task", [InstructSFT(), ContinuedPretraining()], ids=lambda t: t.name)
+def test_datasets_tokenize_each_row_once_and_carry_the_figures_check_prints(task, tokenizer, monkeypatch):
+    """`fasttune run` prints `fasttune check`'s summary lines: they come from the pass that builds the
+    datasets (PrepStats.figures), not from tokenizing every row a second time; the dataset is Arrow int32."""
+    from fasttune.check import figures
+
+    rows = [Row(f"d.jsonl:{i}", {**ROW, "text": ROW["prompt"] * (i + 1)}) for i in range(6)]
+    expected = {split: figures(task, part, tokenizer, 24) for split, part in (("train", rows[:4]), ("eval", rows[4:]))}
+    calls = []
+    tokenize = type(task).tokenize
+    monkeypatch.setattr(type(task), "tokenize", lambda self, *args: calls.append(1) or tokenize(self, *args))
+    train_ds, eval_ds, stats = task.datasets(rows[:4], rows[4:], tokenizer, 24)
+    assert len(calls) == len(rows)
+    assert {split: stats[split].figures.report(24) for split in stats} == expected
+    assert set(stats["train"].to_dict()) == {"rows", "truncated", "dropped", "tokens", "trained_tokens"}  # eval.json
+    assert train_ds.features["input_ids"].feature.dtype == "int32"

@@ -113,7 +113,9 @@ class Task(ABC):
 
     @abstractmethod
     def datasets(self, train_rows: list, eval_rows: list, tokenizer, max_length: int):
-        """(train_ds, eval_ds, {"train": PrepStats, "eval": PrepStats}) for this task's trainer."""
+        """(train_ds, eval_ds, {"train": PrepStats, "eval": PrepStats}) for this task's trainer, each row
+        tokenized once: its PrepStats' `figures` gather every row's view (`view_row`), for the run's
+        summary lines."""
 
     @abstractmethod
     def trainer(self, recipe, model, tokenizer, train_ds, eval_ds, hooks):
@@ -185,13 +187,20 @@ class SFTTask(Task):
     @abstractmethod
     def tokenize(self, row: dict, tokenizer, max_length: int) -> dict:
         """{"input_ids", "labels" (-100 where no loss), "truncated"} for one validated row: a
-        chat_template.Tokenized's `example()`."""
+        chat_template.Tokenized's `example()`, whose tokens are the row's first `max_length`."""
 
-    def view_row(self, row: dict, tokenizer, max_length: int) -> RowView:
+    def tokenized(self, row: dict, tokenizer, max_length: int) -> tuple[dict, RowView]:
+        """The training example and the view of one row, from one tokenization: the whole row, then
+        its first max_length tokens (all of them for packed documents, which are split, not cut)."""
         whole = self.tokenize(row, tokenizer, 10**9)
         n = len(whole["input_ids"])
-        keep = n if self.packs_documents else min(n, max_length)  # packed documents are split, not cut
-        return RowView(n, sum(label != -100 for label in whole["labels"][1:keep]), n - keep)
+        keep = n if self.packs_documents else min(n, max_length)
+        ids, labels = whole["input_ids"][:keep], whole["labels"][:keep]
+        view = RowView(n, sum(label != -100 for label in labels[1:]), n - keep)
+        return {"input_ids": ids, "labels": labels, "truncated": keep < n}, view
+
+    def view_row(self, row: dict, tokenizer, max_length: int) -> RowView:
+        return self.tokenized(row, tokenizer, max_length)[1]
 
     def show_row(self, row: dict, tokenizer, max_length: int) -> str:
         example = self.tokenize(row, tokenizer, max_length)

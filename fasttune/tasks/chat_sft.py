@@ -20,7 +20,7 @@ from typing import ClassVar
 
 from fasttune import thinking
 from fasttune.chat_template import tokenize_conversation
-from fasttune.data.validate import missing
+from fasttune.data.validate import blank, missing
 from fasttune.tasks.base import SFTTask
 from fasttune.tasks.reasoning import ReasoningData
 
@@ -56,7 +56,7 @@ class ChatSFT(ReasoningData, SFTTask):
             if not isinstance(content, str):
                 wrong = "missing" if content is None else f"must be a string, got {type(content).__name__}"
                 problems.append((f"{where}.content", wrong))
-            elif role == "assistant" and not content.strip():
+            elif role == "assistant" and blank(content):
                 problems.append((f"{where}.content", "assistant message is empty"))
             problems += thinking.misplaced(message, f"{where}.") + (
                 thinking.check_reasoning(message, f"{where}.") if role == "assistant" else [])

@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from fasttune.data.prepare import PrepStats
-from fasttune.data.validate import missing, require_text
+from fasttune.data.prepare import PrepStats, to_dataset
+from fasttune.data.validate import blank, missing, require_text
 from fasttune.errors import ConfigError
 from fasttune.tasks.base import RowView, Task, marked, message_problems, one_line, prompt_messages, share
 
@@ -49,7 +49,7 @@ class DPO(Task):
             problems.append(missing(row, col))
         elif isinstance(prompt, list) and prompt:
             problems += message_problems(col, prompt)
-        elif not (isinstance(prompt, str) and prompt.strip()):
+        elif not (isinstance(prompt, str) and not blank(prompt)):
             problems.append((col, "must be a non-empty string or a list of messages"))
         if not problems and row["chosen"].strip() == row["rejected"].strip():
             problems.append(("rejected", "is the same as chosen: the pair prefers nothing"))
@@ -79,23 +79,19 @@ class DPO(Task):
 
     def datasets(self, train_rows: list, eval_rows: list, tokenizer, max_length: int):
         """TRL's conversational preference rows; TRL renders them with the tokenizer's chat template."""
-        import datasets
-
-        out, stats = [], {}
-        for split, rows in (("train", train_rows), ("eval", eval_rows)):
-            kept, st = [], PrepStats()
+        def pairs(rows, st: PrepStats):
             for row in rows:
-                prompt = self.messages(row.data)
-                pair = self._pair(row.data, tokenizer, max_length)
-                st.rows += 1
-                st.truncated += any(p.truncated for p in pair)
-                st.tokens += sum(len(p.input_ids) for p in pair)
-                st.trained_tokens += sum(sum(t != -100 for t in p.labels) for p in pair)
-                kept.append({"prompt": prompt, "chosen": [{"role": "assistant", "content": row.data["chosen"]}],
-                             "rejected": [{"role": "assistant", "content": row.data["rejected"]}]})
-            out.append(datasets.Dataset.from_list(kept))
-            stats[split] = st
-        return out[0], out[1], stats
+                view = self.view_row(row.data, tokenizer, max_length)  # the figures are the truncated pair's
+                st.figures.add(view)
+                st.rows, st.truncated = st.rows + 1, st.truncated + (view.cut > 0)
+                st.tokens, st.trained_tokens = st.tokens + view.tokens - view.cut, st.trained_tokens + view.trained
+                yield {"prompt": self.messages(row.data),
+                       **{k: [{"role": "assistant", "content": row.data[k]}] for k in ("chosen", "rejected")}}
+
+        stats = {"train": PrepStats(), "eval": PrepStats()}
+        train_ds, eval_ds = (to_dataset(pairs(rows, stats[split]))
+                             for split, rows in (("train", train_rows), ("eval", eval_rows)))
+        return train_ds, eval_ds, stats
 
     def trainer(self, recipe, model, tokenizer, train_ds, eval_ds, hooks):
         from trl import DPOConfig, DPOTrainer  # after unsloth (backends.choose ran first)

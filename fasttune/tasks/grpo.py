@@ -17,8 +17,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
-from fasttune.data.prepare import PrepStats
-from fasttune.data.validate import missing
+from fasttune.data.prepare import PrepStats, to_dataset
+from fasttune.data.validate import blank, missing
 from fasttune.errors import ConfigError, RewardError
 from fasttune.tasks.base import TRAINED_CLOSE, TRAINED_OPEN, RowView, Task, message_problems, prompt_messages
 
@@ -100,7 +100,7 @@ class GRPO(Task):
             return [missing(row, col)]
         prompt = row[col]
         if isinstance(prompt, str):
-            return [] if prompt.strip() else [(col, "is empty")]
+            return [] if not blank(prompt) else [(col, "is empty")]
         if isinstance(prompt, list) and prompt:
             return message_problems(col, prompt)
         return [(col, f"must be a string or a list of messages, got {type(prompt).__name__}")]
@@ -122,7 +122,8 @@ class GRPO(Task):
         return {"completions_per_prompt": self.num_generations, "max_completion_tokens": self.max_completion_length,
                 "reward_functions": [getattr(fn, "__name__", repr(fn)) for fn in self.rewards],
                 "reward_columns": columns,
-                "rows_missing_a_column": sum(any(c not in r.data for c in columns) for r in train_rows + eval_rows)}
+                "rows_missing_a_column": sum(any(c not in r.data for c in columns)
+                                             for rows in (train_rows, eval_rows) for r in rows)}
 
     def messages(self, row: dict) -> list[dict]:
         return prompt_messages(row[self.prompt_column], self.system_prompt)
@@ -132,22 +133,20 @@ class GRPO(Task):
 
     def datasets(self, train_rows: list, eval_rows: list, tokenizer, max_length: int):
         """Prompt datasets (TRL's conversational "prompt" column plus the other columns)."""
-        import datasets
-
-        out, stats = [], {}
-        for split, rows in (("train", train_rows), ("eval", eval_rows)):
-            kept, st = [], PrepStats()
+        def prompts(rows, st: PrepStats):
             for row in rows:
-                text = self.render_prompt(tokenizer, self.messages(row.data))
-                n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
-                if n > self.max_prompt_length:
+                view = self.view_row(row.data, tokenizer, max_length)
+                st.figures.add(view)
+                if view.cut:
                     st.dropped += 1
                     continue
-                st.rows, st.tokens = st.rows + 1, st.tokens + n
-                kept.append({"prompt": self.messages(row.data), **self.columns(row.data)})
-            out.append(datasets.Dataset.from_list(kept) if kept else datasets.Dataset.from_dict({"prompt": []}))
-            stats[split] = st
-        return out[0], out[1], stats
+                st.rows, st.tokens = st.rows + 1, st.tokens + view.tokens
+                yield {"prompt": self.messages(row.data), **self.columns(row.data)}
+
+        stats = {"train": PrepStats(), "eval": PrepStats()}
+        train_ds, eval_ds = (to_dataset(prompts(rows, stats[split]))
+                             for split, rows in (("train", train_rows), ("eval", eval_rows)))
+        return train_ds, eval_ds, stats
 
     def trainer(self, recipe, model, tokenizer, train_ds, eval_ds, hooks):
         from trl import GRPOConfig, GRPOTrainer  # after unsloth (backends.choose ran first)

@@ -25,7 +25,7 @@ class ReasoningData:
         """Whether one validated row carries reasoning (an empty one included)."""
 
     def check_dataset(self, train_rows: list, eval_rows: list) -> list[str]:
-        self.reasoning_rows = sum(self.row_has_reasoning(r.data) for r in [*train_rows, *eval_rows])
+        self.reasoning_rows = sum(self.row_has_reasoning(r.data) for rows in (train_rows, eval_rows) for r in rows)
         if not self.reasoning_rows:
             return []
         return [f"{self.reasoning_rows} of {len(train_rows) + len(eval_rows)} rows carry reasoning "

@@ -1,11 +1,13 @@
 """Write the bad-input corpus: one file per case, each with good rows around one bad row (or a whole
-bad file), for tests/test_bad_inputs.py (which writes the one case too big to keep in git: a 1 MB
-row). Deterministic, stdlib only; rerun after changing a case:
+bad file), for tests/test_bad_inputs.py (which writes the cases too big to keep in git: a 1 MB row,
+a line nested a hundred thousand levels deep). Deterministic (the stdlib, and pyarrow for Parquet);
+rerun after changing a case:
 
     python tests/bad_inputs/make_bad_inputs.py
 """
 
 import json
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -74,6 +76,12 @@ ROWS = {
     "chat__reasoning_not_a_string": {"messages": [USER, {**BOT, "thinking": ["Hmm."]}]},
     "instruct__reasoning_not_a_string": {"prompt": "Hi", "completion": "x", "reasoning_content": 5},
     "instruct__reasoning_twice": {"prompt": "Hi", "completion": "x", "reasoning_content": "a", "thinking": "b"},
+    "chat__lone_surrogate": {"messages": [{"role": "user", "content": "Hi \ud800?"}, BOT]},  # written as \\ud800
+    "chat__nul_character": {"messages": [{"role": "user", "content": "Hi\u0000?"}, BOT]},
+    "chat__nul_bytes": b'{"messages": [{"role": "user", "content": "Hi\x00?"}, {"role": "assistant", "content": "Ahoy!"}]}',
+    "chat__zero_width_answer": {"messages": [USER, {"role": "assistant", "content": "\u200b\u200d\u2060"}]},
+    "pretrain__zero_width_text": {"text": "\ufeff\u200b \u200c"},
+    "chat__nested_too_deeply": '{"messages": ' + "[" * 150 + "]" * 150 + "}",
 }
 
 
@@ -83,20 +91,45 @@ def line(value) -> bytes:
     return (value if isinstance(value, str) else json.dumps(value)).encode()
 
 
-def main():
-    for old in HERE.glob("*.*"):
-        if old.suffix in (".jsonl", ".json", ".csv"):
+CSV = {  # name -> the file's text; the bad row's line is in tests/test_bad_inputs.py
+    "classify__csv_missing_column": "text,lable\nplay jazz,a\nrain today?,b\nlights off,a\n",
+    "classify__csv_header_only": "text,label\n",
+    "classify__csv_empty_cell": "text,label\nplay jazz,a\n,b\nlights off,a\n",
+    # a quoted cell spans lines 2-3, so the empty cell below is on line 5, not 4
+    "classify__csv_empty_cell_after_a_multiline_cell": 'text,label\n"play\nsome jazz",a\nrain today?,b\n,a\n',
+    "classify__csv_cell_count": "text,label\nplay jazz,a\nrain today?,b,c\n",
+    "classify__csv_header_twice": "text,text,label\nplay jazz,x,a\n",
+}
+CLASSIFY = [{"text": "play jazz", "label": "a"}, {"text": "rain today?", "label": "b"}]
+PARQUET = {  # name -> rows (pyarrow types each column from its values)
+    "classify__parquet_null_text": [*CLASSIFY, {"text": None, "label": "a"}],
+    "classify__parquet_labels_are_numbers": [{"text": "play jazz", "label": 0}, {"text": "rain today?", "label": 1}],
+}
+
+
+def main(out: Path = HERE):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for old in out.glob("*.*"):
+        if old.suffix in (".jsonl", ".json", ".csv", ".parquet"):
             old.unlink()
     for name, bad in ROWS.items():
         good = GOOD[name.split("__")[0].removesuffix("json").removesuffix("set")]
         other = {**good, "label": "b"} if "label" in good else good
         lines = [line(good), line(other), line(bad), line(good), line(other)]
-        (HERE / f"{name}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
-    (HERE / "chat__empty_file.jsonl").write_text("\n\n")
-    (HERE / "chat__json_not_a_list.json").write_text(json.dumps({"messages": [USER, BOT]}))
-    (HERE / "classify__csv_missing_column.csv").write_text("text,lable\nplay jazz,a\nrain today?,b\nlights off,a\n")
-    (HERE / "classify__csv_header_only.csv").write_text("text,label\n")
+        (out / f"{name}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    (out / "chat__empty_file.jsonl").write_text("\n\n")
+    (out / "chat__utf16_file.jsonl").write_bytes((json.dumps(GOOD["chat"]) + "\n").encode("utf-16"))
+    (out / "chat__json_not_a_list.json").write_text(json.dumps({"messages": [USER, BOT]}))
+    for name, text in CSV.items():
+        (out / f"{name}.csv").write_text(text)
+    (out / "classify__csv_not_utf8.csv").write_bytes(b"text,label\nplay jazz,a\ncaf\xe9?,b\n")
+    for name, rows in PARQUET.items():
+        pq.write_table(pa.Table.from_pylist(rows), out / f"{name}.parquet")
+    whole = (out / "classify__parquet_null_text.parquet").read_bytes()
+    (out / "classify__parquet_cut_short.parquet").write_bytes(whole[: len(whole) // 2])  # a copy that stopped
 
 
 if __name__ == "__main__":
-    main()
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE)
