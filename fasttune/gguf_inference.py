@@ -20,24 +20,25 @@ def open_model(path: Path, n_ctx: int = 2048, n_threads: int = 1):
 
 def chat_template(path: Path) -> str:
     """The chat template stored in the GGUF's metadata (export writes the one the model trained with)."""
-    import gguf
+    import llama_cpp
 
-    field = gguf.GGUFReader(path).fields.get("tokenizer.chat_template")
-    if field is None:
+    vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    try:
+        template = vocab.metadata.get("tokenizer.chat_template")
+    finally:
+        vocab.close()
+    if template is None:
         raise ConfigError(f"{path}: the GGUF carries no chat template")
-    return bytes(field.parts[field.data[0]]).decode()
+    return template
 
 
-def trained_context(path: Path) -> int:
-    """The context length the model was trained with, from the GGUF's metadata (a vocabulary-only load
-    of llama.cpp reads no hyper-parameters, and says 0: an n_ctx of 0 then means the whole trained
-    context, 32k tokens of KV cache for Gemma 3)."""
-    import gguf
-
-    fields = gguf.GGUFReader(path).fields
-    arch = fields["general.architecture"].contents()
-    field = fields.get(f"{arch}.context_length")
-    return int(field.contents()) if field is not None else 2048
+def context_of(llm) -> int:
+    """An open model's trained context length, read from its metadata, which llama.cpp reads even in a
+    vocabulary-only load (whose n_ctx_train says 0; n_ctx=0 would mean the whole trained context, 32k
+    tokens of KV cache for Gemma 3, so greedy_tokens sizes it). Not through gguf.GGUFReader: it parses every
+    token of the vocabulary in Python, 2.5 s per call on SmolLM2, paid once per verified prompt."""
+    metadata = llm.metadata
+    return int(metadata.get(f"{metadata.get('general.architecture')}.context_length", 2048))
 
 
 def greedy_continue(llm, prompt_text: str, max_new_tokens: int) -> list[int]:
@@ -69,9 +70,10 @@ def greedy_tokens(path: Path, prompt_text: str, max_new_tokens: int) -> list[int
     vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
     try:
         needed = len(vocab.tokenize(prompt_text.encode("utf-8"), add_bos=False, special=True)) + max_new_tokens
+        trained = context_of(vocab)
     finally:
         vocab.close()
-    llm = open_model(path, n_ctx=min(max(512, -(-needed // 256) * 256), trained_context(path)))
+    llm = open_model(path, n_ctx=min(max(512, -(-needed // 256) * 256), trained))
     try:
         return greedy_continue(llm, prompt_text, max_new_tokens)
     finally:
