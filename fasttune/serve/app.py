@@ -21,13 +21,13 @@ from starlette.exceptions import HTTPException
 from starlette.responses import StreamingResponse
 
 from fasttune import thinking
+from fasttune.errors import FasttuneError, RequestError
 from fasttune.serve.engine import Engine
 from fasttune.serve.output import Reply
 from fasttune.serve.schema import (
     DEFAULT_MAX_TOKENS,
     ChatRequest,
     CompletionRequest,
-    RequestError,
     error_body,
     validation_message,
 )
@@ -46,9 +46,10 @@ def create_app(engine: Engine, api_key: str | None = None, max_tokens: int = 204
     async def invalid(request, error):
         return JSONResponse(error_body(validation_message(error.errors()), 400), status_code=400)
 
-    @app.exception_handler(RequestError)
+    @app.exception_handler(FasttuneError)  # RequestError, and any user error fasttune's own code raises
     async def refused(request, error):
-        return JSONResponse(error_body(str(error), error.status, error.param), status_code=error.status)
+        status = getattr(error, "status", 400)
+        return JSONResponse(error_body(str(error), status, getattr(error, "param", None)), status_code=status)
 
     @app.exception_handler(HTTPException)
     async def http_error(request, error):

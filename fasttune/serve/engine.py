@@ -18,8 +18,7 @@ from pathlib import Path
 
 from fasttune import thinking
 from fasttune.chat import GGUFChat, open_target
-from fasttune.errors import ConfigError
-from fasttune.serve.schema import RequestError
+from fasttune.errors import ConfigError, RequestError
 
 
 @dataclass
@@ -44,7 +43,10 @@ class Engine:
         self.gguf = isinstance(self.bot, GGUFChat)
         self.template = self.bot.template
         self.enable_thinking = enable_thinking
-        self.name = target.stem if self.gguf else target.resolve().name
+        path = target.resolve()
+        name = path.stem if self.gguf else path.name
+        self.name = f"{path.parent.parent.name}/{name}" if path.parent.name == "export" else name
+        """The model id: the folder's or file's name, after its run's name for what `fasttune export` wrote."""
         self.lock = asyncio.Lock()
         self.stats = {"waiting": 0, "generating": 0, "finished": 0, "cancelled": 0}
         if not self.gguf:
@@ -74,7 +76,8 @@ class Engine:
             elif tool_choice == "required":
                 prefix = "<tool_call>\n"
             if prefix and "<tool_call>" not in self.template:
-                raise RequestError(f"{self.name}: tool_choice needs fasttune's <tool_call> template", "tool_choice")
+                raise RequestError(f"{self.name}: tool_choice needs fasttune's <tool_call> template",
+                                   param="tool_choice")
         return self.bot.render(messages, prefix, tools, enabled), prefix
 
     def job(self, text: str, raw: bool, max_tokens: int, temperature: float, top_p: float,

@@ -30,8 +30,8 @@ class Stops:
         self.stops, self.buffer, self.hit = stops, "", False
 
     def feed(self, piece: str) -> str:
-        if not self.stops:
-            return piece
+        if self.hit or not self.stops:
+            return "" if self.hit else piece
         self.buffer += piece
         cuts = [i for i in (self.buffer.find(s) for s in self.stops) if i >= 0]
         if cuts:

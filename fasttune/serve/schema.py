@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fasttune.errors import RequestError
+
 DEFAULT_MAX_TOKENS = 256
 """max_tokens when a request gives none (`fasttune chat`'s --max-new-tokens default)."""
 
@@ -139,14 +141,6 @@ class CompletionRequest(Sampling):
 
     def limit(self) -> int | None:
         return self.max_tokens
-
-
-class RequestError(Exception):
-    """A request the server understood and refuses: a 400 (or `status`) with this message."""
-
-    def __init__(self, message: str, status: int = 400, param: str | None = None):
-        super().__init__(message)
-        self.status, self.param = status, param
 
 
 def error_body(message: str, status: int, param: str | None = None) -> dict:
