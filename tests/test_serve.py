@@ -265,8 +265,8 @@ def test_tool_calls_from_the_function_calling_run_are_what_its_template_says(ser
         choice, prefix = (({"type": "function", "function": {"name": name}},
                            '<tool_call>\n{"name": "%s", "arguments": ' % name) if i < 2 else ("auto", None))
         reply = client.chat.completions.create(model="served", messages=user, tools=row["tools"], tool_choice=choice,
-                                               temperature=0, max_tokens=40).choices[0]
-        said = (prefix or "") + bot.complete(bot.render(user, prefix, row["tools"]), 40)
+                                               temperature=0, max_tokens=32).choices[0]
+        said = (prefix or "") + bot.complete(bot.render(user, prefix, row["tools"]), 32)
         calls = [(c["name"], c["arguments"]) for c in parse_calls(said)]
         got = [(c.function.name, json.loads(c.function.arguments)) for c in reply.message.tool_calls or []]
         assert got == calls, (said, reply)
@@ -281,12 +281,12 @@ def test_thinking_on_and_off_through_the_gguf_as_fasttune_chat_splits_it(servers
     client = server.ready().client()
     for mode in ("on", "off"):
         switch = {"chat_template_kwargs": {"enable_thinking": mode == "on"}}
-        message = answer(client, QUESTION, max_tokens=48, extra_body=switch).choices[0].message
-        said = invoke("chat", str(target), "--prompt", QUESTION, "--thinking", mode, "--max-new-tokens", "48")
+        message = answer(client, QUESTION, max_tokens=32, extra_body=switch).choices[0].message
+        said = invoke("chat", str(target), "--prompt", QUESTION, "--thinking", mode, "--max-new-tokens", "32")
         assert said.returncode == 0, said.stderr[-2000:]
         assert (getattr(message, "reasoning_content", None), message.content) == thinking.split_answer(said.stdout.strip())
         streamed = {"content": "", "reasoning_content": ""}
-        for chunk in answer(client, QUESTION, max_tokens=48, extra_body=switch, stream=True):
+        for chunk in answer(client, QUESTION, max_tokens=32, extra_body=switch, stream=True):
             for field in streamed:
                 streamed[field] += getattr(chunk.choices[0].delta, field, None) or ""
         assert streamed == {"content": message.content, "reasoning_content": getattr(message, "reasoning_content", None) or ""}

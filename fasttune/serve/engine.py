@@ -53,6 +53,7 @@ class Engine:
             from fasttune.chat_template import end_of_turn_ids
 
             self.stop_ids = end_of_turn_ids(self.bot.tokenizer)
+        self.bot.render([{"role": "user", "content": "x"}], None)  # the renderer imported before /health says ok
 
     # --- prompts
     def chat_prompt(self, messages: list[dict], tools: list[dict] | None, tool_choice,
