@@ -1,4 +1,4 @@
-"""The `fasttune` command line: run, check, plan, eval, predict, export, chat, env.
+"""The `fasttune` command line: run, check, plan, eval, predict, export, chat, serve, env.
 
 Importing this module is cheap (no torch, transformers or trl): help, recipe checks and data
 errors come back in well under a second.
@@ -215,6 +215,26 @@ def chat(target, prompt, system, prefix, max_new_tokens, thinking_mode):
         answer = bot.complete(bot.render(messages, None, enable_thinking=enabled), max_new_tokens).strip()
         messages.append(as_message(answer))
         click.echo(answer)
+
+
+@main.command()
+@click.argument("target", type=click.Path(exists=True, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0: every interface; then set an API key).")
+@click.option("--port", default=8000, show_default=True)
+@click.option("--api-key", envvar="FASTTUNE_API_KEY", metavar="KEY",
+              help="Require `Authorization: Bearer KEY` on every request [env: FASTTUNE_API_KEY].")
+@click.option("--max-tokens", default=2048, show_default=True,
+              help="The most new tokens one request may ask for (a larger max_tokens is refused).")
+@click.option("--thinking", "thinking_mode", type=click.Choice(["on", "off"]),
+              help="Reasoning models: the thinking switch when a request does not set "
+                   "chat_template_kwargs.enable_thinking [default: the template's own].")
+def serve(target, host, port, api_key, max_tokens, thinking_mode):
+    """Serve a run folder, a merged model folder or a .gguf over an OpenAI-compatible HTTP API
+    (/v1/chat/completions, /v1/completions, /v1/models, /health), with the template it was trained with."""
+    from fasttune.serve import serve as run_server
+
+    run_server(target, host, port, api_key, max_tokens, thinking_mode, say=click.echo)
 
 
 def print_recipe_help(recipe, path: str) -> None:

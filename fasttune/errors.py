@@ -39,6 +39,17 @@ class ExportError(FasttuneError, ValueError):
     label = "Export error"
 
 
+class RequestError(FasttuneError, ValueError):
+    """An HTTP request `fasttune serve` understood and refuses: answered with `status` (400 unless said)
+    and this message, in OpenAI's error shape; `param` names the request field at fault."""
+
+    label = "Bad request"
+
+    def __init__(self, message: str, status: int = 400, param: str | None = None):
+        super().__init__(message)
+        self.status, self.param = status, param
+
+
 class EvaluationError(FasttuneError):
     """The evaluation after training failed; the trained adapter is saved and the message says how to redo it."""
 

@@ -44,19 +44,39 @@ def context_of(llm) -> int:
 def greedy_continue(llm, prompt_text: str, max_new_tokens: int) -> list[int]:
     """Greedy token ids from an open model (no sampling penalties: plain argmax), the end-of-turn
     token not included."""
+    prompt = llm.tokenize(prompt_text.encode("utf-8"), add_bos=False, special=True)
+    check_context(llm, len(prompt), max_new_tokens)
+    return list(continuation(llm, prompt, max_new_tokens))
+
+
+def check_context(llm, prompt_tokens: int, max_new_tokens: int) -> None:
+    if prompt_tokens + max_new_tokens > llm.n_ctx():
+        raise ConfigError(f"prompt ({prompt_tokens} tokens) + {max_new_tokens} new tokens exceed the context "
+                          f"of {llm.n_ctx()} tokens")
+
+
+def continuation(llm, prompt: list[int], max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
+                 seed: int | None = None):
+    """Token ids continuing `prompt` (ids), one at a time, until an end-of-generation token (not
+    yielded) or `max_new_tokens`. Temperature 0 is greedy (plain argmax: what export verification and
+    `fasttune chat` run); above it, sampling with temperature and top_p alone (no top-k, min-p or
+    penalties), from `seed` (random when None). `fasttune serve` streams it."""
+    import random
+
     import llama_cpp
 
-    prompt = llm.tokenize(prompt_text.encode("utf-8"), add_bos=False, special=True)
-    if len(prompt) + max_new_tokens > llm.n_ctx():
-        raise ConfigError(f"prompt ({len(prompt)} tokens) + {max_new_tokens} new tokens exceed the context "
-                          f"of {llm.n_ctx()} tokens")
-    out: list[int] = []
+    if temperature == 0:
+        sampling = {"temp": 0.0, "top_k": 1, "top_p": 1.0, "min_p": 0.0}
+    else:
+        llm.set_seed(seed if seed is not None else random.getrandbits(31))
+        sampling = {"temp": temperature, "top_k": 0, "top_p": top_p, "min_p": 0.0}
     vocab = llama_cpp.llama_model_get_vocab(llm.model)
-    for token in llm.generate(prompt, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0, reset=True):
-        if len(out) >= max_new_tokens or llama_cpp.llama_vocab_is_eog(vocab, token):
-            break
-        out.append(token)
-    return out
+    count = 0
+    for token in llm.generate(prompt, **sampling, repeat_penalty=1.0, reset=True):
+        if count >= max_new_tokens or llama_cpp.llama_vocab_is_eog(vocab, token):
+            return
+        count += 1
+        yield token
 
 
 def greedy_tokens(path: Path, prompt_text: str, max_new_tokens: int) -> list[int]:

@@ -129,10 +129,17 @@ class FunctionCalling(SFTTask):
 def parse_call(text: str) -> dict | None:
     """The first <tool_call>{"name", "arguments"}</tool_call> in an answer, or None."""
     match = CALL.search(text)
-    if not match:
-        return None
+    return _call(match.group(1)) if match else None
+
+
+def parse_calls(text: str) -> list[dict]:
+    """Every well-formed <tool_call> in an answer, in order (`fasttune serve` returns them as tool_calls)."""
+    return [call for call in map(_call, CALL.findall(text)) if call is not None]
+
+
+def _call(text: str) -> dict | None:
     try:
-        call = json.loads(match.group(1))
+        call = json.loads(text)
     except json.JSONDecodeError:
         return None
     return call if isinstance(call, dict) and "name" in call else None
