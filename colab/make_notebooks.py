@@ -6,8 +6,9 @@
 A notebook is generated, never edited by hand: its title and story are the recipe's docstring, its
 code calls fasttune's Python API (fasttune/api.py), and tests/test_notebooks.py fails when a
 committed notebook differs from this script's output, so notebooks cannot drift from the recipes.
-Outputs are never stored. Two tagged cells matter to CI: `colab-install` (skipped there) and
-`parameters` (CI runs a cell after it that shrinks the run to a few steps on CPU).
+Outputs are never stored. Tagged cells matter to CI: `colab-install` (skipped there), `parameters`
+(CI runs a cell after it that shrinks the run to a few steps on CPU) and `export` (the export and the
+chat with its result, skipped where no test reads that notebook's export: tests/helpers.py's NOTEBOOK_CI).
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ def notebook(path: Path) -> nbformat.NotebookNode:
              'for item in report["exports"]:\n    print(item["format"], item.get("quant", ""), item["path"])\n'
              '    if "verification" in item:\n        print("  agreement with the merged model:", '
              '{k: v for k, v in item["verification"].items() if k != "prompts"})\n'
-             '    if "modelfile" in item:\n        print("  Ollama: ollama create my-model -f", item["modelfile"])'),
+             '    if "modelfile" in item:\n        print("  Ollama: ollama create my-model -f", item["modelfile"])',
+             "export"),
     ]
     if task == "classification":
         cells += [new_markdown_cell("## Ask it\n`run.predict` is `fasttune predict`: every label's probability, "
@@ -130,7 +132,7 @@ def notebook(path: Path) -> nbformat.NotebookNode:
                        'if i["format"] == "gguf")\nprint(QUESTION)\n' + (
                            'for mode in ("on", "off"):\n    print(f"-> thinking {mode}:", fasttune.chat('
                            'gguf, QUESTION, max_new_tokens=96, thinking=mode))' if name in THINKING else
-                           'print("->", fasttune.chat(gguf, QUESTION, tools=TOOLS, max_new_tokens=64))'))]
+                           'print("->", fasttune.chat(gguf, QUESTION, tools=TOOLS, max_new_tokens=64))'), "export")]
     cells += [
         new_markdown_cell("## Your own data\nUpload a JSONL file in the format above (Colab: the folder icon, or "
                           "`from google.colab import files; files.upload()`), then point the recipe at it. "

@@ -77,19 +77,24 @@ class NotebookCI:
     """EXTRA overrides, after the notebook's own."""
     eval_rows: int | None = None
     """Held-out rows: the first N of the recipe's eval file (its eval loss costs a forward pass over each)."""
+    export: bool = True
+    """Run the cells tagged `export` (export, then chat with the GGUF). Where no test reads the export,
+    CI skips them: the export code is the same for every task, and chat_sft's, function_calling's,
+    reasoning_sft's and classification's notebooks run it (tests/test_export.py checks it in depth)."""
 
 
 FP32 = "model.dtype=float32"  # where a test compares greedy answers token for token (bf16 near-ties flip)
 NOTEBOOK_CI = {
-    "chat_sft": NotebookCI(2, "q4_k_m", ("eval.metric_rows=8", "eval.samples=2")),
+    "chat_sft": NotebookCI(2, "q4_k_m", ("eval.metric_rows=8", "eval.samples=2"), 8),
     "classification": NotebookCI(6, "f16", ("model.backend=hf", FP32, "eval.samples=2"), 16),
-    "continued_pretraining": NotebookCI(4, "f16", ("eval.samples=1", "eval.max_new_tokens=8"), 8),
-    "dpo": NotebookCI(4, "f16", (FP32, "train.batch_size=2", "train.lr=2e-4"), 8),
+    "continued_pretraining": NotebookCI(4, "f16", ("eval.samples=1", "eval.max_new_tokens=8"), 8, export=False),
+    "dpo": NotebookCI(4, "f16", (FP32, "train.batch_size=2", "train.lr=2e-4"), 8, export=False),
     "function_calling": NotebookCI(3, "f16", ("eval.metric_rows=4", "eval.samples=4", "eval.max_new_tokens=40"), 4),
     "grpo_math": NotebookCI(2, "f16", ("eval.metric_rows=4", "eval.samples=4", "eval.max_new_tokens=24",
-                                       "task.max_completion_length=24", "train.lr=1e-4"), 8),
-    "instruct_sft": NotebookCI(4, "f16", ("eval.metric_rows=6", "eval.samples=6", "eval.max_new_tokens=32"), 8),
-    "reasoning_sft": NotebookCI(4, "f16", (FP32, "eval.metric_rows=8", "eval.samples=8", "eval.max_new_tokens=48"), 8),
+                                       "task.max_completion_length=24", "train.lr=1e-4"), 8, export=False),
+    "instruct_sft": NotebookCI(4, "f16", ("eval.metric_rows=6", "eval.samples=6", "eval.max_new_tokens=32"), 8,
+                               export=False),
+    "reasoning_sft": NotebookCI(4, "f16", (FP32, "eval.metric_rows=4", "eval.samples=4", "eval.max_new_tokens=48"), 8),
 }
 """The other runs train in the backend's own dtype: bf16 on a CPU with AVX512-BF16 (Unsloth's CPU path,
 with fasttune's fused LoRA steps), fp32 elsewhere."""
@@ -122,7 +127,8 @@ def execute_notebook(name: str, runs: Path) -> NotebookRun:
         extra.append(f"data.eval={held_out}")
     parameters = f"MAX_STEPS = {ci.steps}\nEXPORT_QUANT = {ci.quant!r}\nEXTRA = {extra!r}"
     nb.cells.insert(at + 1, nbformat.v4.new_code_cell(parameters))
-    nb.cells = [c for c in nb.cells if "colab-install" not in c.metadata.get("tags", [])]
+    skipped = {"colab-install"} if ci.export else {"colab-install", "export"}
+    nb.cells = [c for c in nb.cells if not skipped & set(c.metadata.get("tags", []))]
     before = os.environ.get("WANDB_MODE")
     os.environ["WANDB_MODE"] = "offline"  # the kernel inherits it
     try:

@@ -16,7 +16,7 @@ import pytest
 from safetensors.torch import load_file
 
 from fasttune.distributed import weights_sha256
-from helpers import ROOT, run_cli
+from helpers import ROOT, invoke
 
 pytestmark = pytest.mark.e2e  # trains the embedded model for a few steps, twice
 
@@ -95,8 +95,8 @@ def test_a_two_process_checkpoint_resumes_on_one_process(two_process_run, tmp_pa
     runs, _ = two_process_run
     [run_dir] = list(runs.iterdir())
     checkpoint = run_dir / "checkpoints" / "checkpoint-2"
-    result = run_cli("run", "recipes/chat_sft.py", "model.backend=hf", *SHORT, "eval.samples=0",
-                     f"log.runs_dir={tmp_path}", f"train.resume={checkpoint}", env={"OMP_NUM_THREADS": "1"})
+    result = invoke("run", "recipes/chat_sft.py", "model.backend=hf", *SHORT, "eval.samples=0",  # in this process
+                    f"log.runs_dir={tmp_path}", f"train.resume={checkpoint}")
     assert result.returncode == 0, result.stderr[-3000:]
     [resumed] = list(tmp_path.iterdir())
     summary = json.loads((resumed / "eval.json").read_text())

@@ -1,8 +1,8 @@
 """colab/: every recipe has a notebook, the notebooks are what colab/make_notebooks.py makes (so they
 cannot drift from the recipes), none stores outputs, and each one runs top to bottom on CPU against
 the embedded model, with its Colab install cell skipped and a few training steps (tests/helpers.py's
-NOTEBOOK_CI: the settings the task's own tests read from the same run; chat_sft's export
-writes q4_k_m, the others f16)."""
+NOTEBOOK_CI: the settings the task's own tests read from the same run; the cells tagged `export`
+run where a test reads the export; chat_sft's writes q4_k_m, the others f16)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def test_notebook_stores_no_outputs_and_tags_its_cells(name):
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(not c.outputs and c.execution_count is None for c in code)
     tags = [t for c in code for t in c.metadata.get("tags", [])]
-    assert tags == ["colab-install", "parameters"]
+    assert tags == ["colab-install", "parameters", "export"] + (["export"] if name != "classification" else [])
     assert "fasttune.train(recipe)" in "".join(c.source for c in code)
 
 
@@ -59,17 +59,24 @@ def test_notebook_runs_on_cpu(name, notebook_run):
     outputs = run.outputs
     assert json.loads((run.path / "status.json").read_text())["status"] == "finished"
     assert json.loads((run.path / "eval.json").read_text())["steps"] == NOTEBOOK_CI[name].steps
+    if not NOTEBOOK_CI[name].export:
+        assert not (run.path / "export").exists()  # its export cells were skipped
+    else:
+        check_export(name, run)
+    assert "image/png" in outputs  # the loss curve was shown
+    assert "offline:" in outputs  # where W&B logged the run
+    assert "imported before unsloth" not in outputs  # check() must not spoil Unsloth's patches
+
+
+def check_export(name, run):
     report = json.loads((run.path / "export" / "export.json").read_text())
     formats = {item["format"] for item in report["exports"]}
     if name == "classification":
         assert formats == {"merged"}
-        assert "probability" in outputs  # run.predict's table
+        assert "probability" in run.outputs  # run.predict's table
     else:
         assert formats == {"gguf", "merged"}
         gguf = next(item for item in report["exports"] if item["format"] == "gguf")
         assert gguf["quant"] == NOTEBOOK_CI[name].quant and gguf["verification"]["total_tokens"] > 0
-        answer = next(line for line in outputs.splitlines() if line.startswith("-> "))
+        answer = next(line for line in run.outputs.splitlines() if line.startswith("-> "))
         assert answer.removeprefix("-> ").strip(), "the exported model's answer is empty"
-    assert "image/png" in outputs  # the loss curve was shown
-    assert "offline:" in outputs  # where W&B logged the run
-    assert "imported before unsloth" not in outputs  # check() must not spoil Unsloth's patches
