@@ -10,6 +10,7 @@ before a run starts.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from pathlib import Path
@@ -90,6 +91,14 @@ def check_model(recipe) -> None:
 
 def gguf_config(path: Path) -> dict:
     """A GGUF header's hyper-parameters under config.json's names (memory-mapped: no tensor is read)."""
+    stat = path.stat() if path.is_file() else None
+    return dict(_header_config(path, stat and (stat.st_size, stat.st_mtime_ns)))
+
+
+@functools.lru_cache(maxsize=8)
+def _header_config(path: Path, version) -> dict:
+    """gguf_config of one version of a file (size, mtime). Kept because gguf.GGUFReader parses every token
+    of the vocabulary in Python (2.5 s for SmolLM2's 49k), and check, plan and auto settings each ask."""
     reader = models.read_gguf(path)
 
     def field(key: str):
