@@ -19,7 +19,7 @@ from pathlib import Path
 from fasttune import thinking
 from fasttune.distributed import is_main, sharded
 from fasttune.errors import EvaluationError, RunInterrupted
-from fasttune.run_folder import EVAL_PROMPTS, RunFolder, write_json
+from fasttune.run_folder import EVAL_PROMPTS, RunFolder, write_json, write_text
 
 SUMMARY, ANSWERS = "eval.json", "answers.json"
 
@@ -98,7 +98,7 @@ class Evaluator:
             lines += [f"## {i}. {heading}", *notes, ""]
             lines += [f"- **{key}:** {value}" for key, value in answers.items()] + [""]
             rows.append({"prompt": heading, **answers})
-        path.write_text("\n".join(lines))
+        write_text(path, "\n".join(lines))
         write_json(path.with_suffix(".json"), rows)
 
 

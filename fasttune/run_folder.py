@@ -12,6 +12,7 @@ tokenizer and chat template it trained with) and its held-out prompts, rendered 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -32,13 +33,32 @@ def temporary_name(target: Path, kind: str = "tmp") -> Path:
     return target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.{kind}")
 
 
-def write_json(path: Path, value) -> None:
+def write_text(path: Path, text: str) -> None:
+    """`text` as `path`, written under a temporary name and renamed: a reader never sees half a file."""
     tmp = temporary_name(path)
     try:
-        tmp.write_text(json.dumps(value, indent=2, default=str) + "\n")
+        tmp.write_text(text)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, value) -> None:
+    """`value` as strict JSON (`finite_json`), written whole (`write_text`)."""
+    write_text(path, json.dumps(finite_json(value), indent=2, default=str, allow_nan=False) + "\n")
+
+
+def finite_json(value):
+    """`value` with every float that is not finite as the string "NaN", "Infinity" or "-Infinity": JSON
+    has no NaN, and a bare NaN (Python's default) breaks every reader but Python's. A diverging run's
+    loss is one."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, dict):
+        return {key: finite_json(v) for key, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(v) for v in value]
+    return value
 
 
 def write_dir(target: Path, build) -> None:

@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fasttune.errors import StorageError
+from fasttune.run_folder import finite_json
 
 NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
@@ -99,7 +100,7 @@ def make_callback(metrics_path: Path, console: Console, tokens, fields: tuple[st
 def append_metrics(path: Path, record: dict) -> None:
     """`record` as one line at the end of metrics.jsonl, in a single write. A write that fails (a full
     disk) is cut back off, so the file never holds half a record, and ends the run as a StorageError."""
-    line = (json.dumps(_finite(record), allow_nan=False) + "\n").encode()
+    line = (json.dumps(finite_json(record), allow_nan=False) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         end = os.lseek(fd, 0, os.SEEK_END)
@@ -116,17 +117,6 @@ def append_metrics(path: Path, record: dict) -> None:
                                f"{resume}") from error
     finally:
         os.close(fd)
-
-
-def _finite(value):
-    """`value` with every float that is not finite as its name in NONFINITE."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
-    if isinstance(value, dict):
-        return {key: _finite(v) for key, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 def read_metrics(path: Path) -> list[dict]:

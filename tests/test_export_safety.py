@@ -84,3 +84,34 @@ def test_force_replaces_only_what_fasttune_wrote(run_dir, tmp_path):
     assert f"{out / 'adapter'} exists and was not written by fasttune export" in result.stderr
     assert "move it away or export to another --out" in result.stderr
     assert (out / "adapter" / "notes.txt").read_text() == "someone else's"
+
+
+def test_two_runs_exported_into_one_folder_are_not_exported_at_once(run_dir, tmp_path):
+    out = tmp_path / "shared"
+    with FileLock(tmp_path / f".shared{LOCK}", timeout=0):  # what an export of another run into it holds
+        result = invoke("export", str(run_dir), "--to", "adapter", "--out", str(out))
+        assert result.returncode == 2 and f"another export into {out} is running" in result.stderr, result.stderr
+        assert not out.exists()
+    assert invoke("export", str(run_dir), "--to", "adapter", "--out", str(out)).returncode == 0
+    assert (out / "adapter" / "adapter_model.safetensors").read_text() == "weights"
+
+
+def test_run_files_are_strict_json_and_written_whole(tmp_path, monkeypatch):
+    """A NaN figure is the string "NaN" (a bare NaN is not JSON); a write that fails leaves the old file."""
+    import os
+
+    from fasttune.run_folder import write_json
+
+    path = tmp_path / "eval.json"
+    write_json(path, {"after": {"eval_loss": float("nan"), "rows": [float("inf"), 1.5]}})
+    assert json.loads(path.read_text(), parse_constant=pytest.fail) == {
+        "after": {"eval_loss": "NaN", "rows": ["Infinity", 1.5]}}
+
+    def fail(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError):
+        write_json(path, {"after": None})
+    assert json.loads(path.read_text())["after"]["eval_loss"] == "NaN" and [p.name for p in tmp_path.iterdir()] == [
+        "eval.json"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fasttune.run_folder import write_text
 from fasttune.thinking import takes_reasoning
 
 CHATML_TEMPLATE = (
@@ -57,4 +58,4 @@ def write_modelfile(path: Path, gguf_name: str, tokenizer) -> None:
         lines.append('PARAMETER stop "<|im_end|>"')
     else:
         lines.append("# Not a ChatML template: Ollama uses the chat template stored in the GGUF metadata.")
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")  # temporary name, then renamed: never half a Modelfile

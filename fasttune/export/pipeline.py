@@ -18,8 +18,9 @@ export.json (`Ledger`) keeps every export's records: `exports` holds the newest 
 table's order, and `history` the earlier ones', oldest first, each with its run. A record is added
 as soon as its output is in place, so even an export that fails halfway leaves a true account.
 
-One export per run folder at a time (a lock file, RUN/.export.lock): a second one, e.g. a manual
-export while the recipe's own export runs, is refused at once rather than made to wait. Waiting
+One export per run folder at a time (a lock file, RUN/.export.lock), and per output folder when --out
+lies outside the run (.NAME.export.lock beside it: two runs exported into one folder): a second one,
+e.g. a manual export while the recipe's own export runs, is refused at once rather than made to wait. Waiting
 would hold a shell or notebook cell for the minutes a merge and a GGUF check take, and then either
 refuse the outputs the first export just wrote or, with --force, replace them: neither is what
 starting both at once meant, so the message says to run it again once the first is done.
@@ -31,7 +32,7 @@ import json
 import shutil
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def export(run_dir: Path, formats: list[str], quants: list[str], out_dir: Path |
     """Write `formats` for the finished run at `run_dir`; status.json's `export` says how it went
     ('running', then 'done', 'failed' or 'interrupted'). Ctrl-C and SIGTERM end it as RunInterrupted."""
     out_dir = out_dir or run_dir / "export"
-    with only_export(run_dir):
+    with only_export(run_dir, out_dir):
         run = check_request(run_dir, formats, quants, out_dir, force)
         record_step(run_dir, "export", "running")
         try:
@@ -118,21 +119,33 @@ def written_by_fasttune(out_dir: Path) -> set[str]:
 
 
 @contextmanager
-def only_export(run_dir: Path):
-    """Hold the run folder's export lock while the block runs; an ExportError at once when another
-    export holds it (the module docstring says why it does not wait). The lock is the operating
-    system's (flock), released when the process ends however it ends: a killed export blocks nothing."""
-    lock = FileLock(run_folder(run_dir) / LOCK, timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        status = read_status(run_dir)
-        raise ExportError(f"another export of {run_dir} is running (status.json: export {status.get('export')}, "
-                          f"updated {status.get('updated')}); run this one again once it has finished") from None
-    try:
+def only_export(run_dir: Path, out_dir: Path):
+    """Hold the run folder's export lock, and the output folder's when it lies elsewhere (two runs exported
+    to one --out), while the block runs; an ExportError at once when another export holds either (the
+    module docstring says why it does not wait). The locks are the operating system's (flock), released
+    when the process ends however it ends: a killed export blocks nothing."""
+    run_dir = run_folder(run_dir)
+    locks = {run_dir: run_dir / LOCK}
+    if not out_dir.resolve().is_relative_to(run_dir.resolve()):  # beside the folder: nothing written in it yet
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        locks[out_dir] = out_dir.parent / f".{out_dir.name}{LOCK}"
+    with ExitStack() as held:
+        for folder, path in locks.items():
+            try:
+                held.enter_context(FileLock(path, timeout=0))
+            except Timeout:
+                raise ExportError(busy(run_dir, folder)) from None
         yield
-    finally:
-        lock.release()
+
+
+def busy(run_dir: Path, folder: Path) -> str:
+    """The refusal when another export holds `folder`'s lock."""
+    if folder != run_dir:
+        return (f"another export into {folder} is running; run this one again once it has finished, or export "
+                "to another --out")
+    status = read_status(run_dir)
+    return (f"another export of {run_dir} is running (status.json: export {status.get('export')}, updated "
+            f"{status.get('updated')}); run this one again once it has finished")
 
 
 def check_request(run_dir: Path, formats: list[str], quants: list[str], out_dir: Path, force: bool) -> FinishedRun:
