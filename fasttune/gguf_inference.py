@@ -36,7 +36,7 @@ def context_of(llm) -> int:
     """An open model's trained context length, read from its metadata, which llama.cpp reads even in a
     vocabulary-only load (whose n_ctx_train says 0; n_ctx=0 would mean the whole trained context, 32k
     tokens of KV cache for Gemma 3, so greedy_tokens sizes it). Not through gguf.GGUFReader: it parses every
-    token of the vocabulary in Python, 2.5 s per call on SmolLM2, paid once per verified prompt."""
+    token of the vocabulary in Python, seconds per call, which export verification paid once per prompt."""
     metadata = llm.metadata
     return int(metadata.get(f"{metadata.get('general.architecture')}.context_length", 2048))
 

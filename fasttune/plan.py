@@ -98,7 +98,7 @@ def gguf_config(path: Path) -> dict:
 @functools.lru_cache(maxsize=8)
 def _header_config(path: Path, version) -> dict:
     """gguf_config of one version of a file (size, mtime). Kept because gguf.GGUFReader parses every token
-    of the vocabulary in Python (2.5 s for SmolLM2's 49k), and check, plan and auto settings each ask."""
+    of the vocabulary in Python (seconds for SmolLM2's 49k), and check, plan and auto settings each ask."""
     reader = models.read_gguf(path)
 
     def field(key: str):
