@@ -5,6 +5,7 @@ verification run. Prompts arrive rendered; special tokens in them are parsed, an
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 from fasttune.errors import ConfigError
@@ -18,15 +19,22 @@ def open_model(path: Path, n_ctx: int = 2048, n_threads: int = 1):
     return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
 
 
-def chat_template(path: Path) -> str:
-    """The chat template stored in the GGUF's metadata (export writes the one the model trained with)."""
+@contextmanager
+def vocabulary(path: Path):
+    """The file opened for its vocabulary and metadata alone (no weights are read), closed after."""
     import llama_cpp
 
     vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
     try:
-        template = vocab.metadata.get("tokenizer.chat_template")
+        yield vocab
     finally:
         vocab.close()
+
+
+def chat_template(path: Path) -> str:
+    """The chat template stored in the GGUF's metadata (export writes the one the model trained with)."""
+    with vocabulary(path) as vocab:
+        template = vocab.metadata.get("tokenizer.chat_template")
     if template is None:
         raise ConfigError(f"{path}: the GGUF carries no chat template")
     return template
@@ -85,14 +93,9 @@ def greedy_tokens(path: Path, prompt_text: str, max_new_tokens: int) -> list[int
     weights), at least 512 tokens and at most the context the model was trained with, beyond which
     greedy_continue refuses. (A fixed 512 once refused function-calling prompts: their tool schemas
     alone run past 500 tokens.)"""
-    import llama_cpp
-
-    vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
-    try:
+    with vocabulary(path) as vocab:
         needed = len(vocab.tokenize(prompt_text.encode("utf-8"), add_bos=False, special=True)) + max_new_tokens
         trained = context_of(vocab)
-    finally:
-        vocab.close()
     llm = open_model(path, n_ctx=min(max(512, -(-needed // 256) * 256), trained))
     try:
         return greedy_continue(llm, prompt_text, max_new_tokens)

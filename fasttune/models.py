@@ -92,9 +92,14 @@ def resolve(name: str, say=print) -> str:
     if path.is_dir():
         check_folder(path, name)
         return str(path)
+    return hub_id(name)  # the backend downloads it (HF_TOKEN for gated models)
+
+
+def hub_id(name: str) -> str:
+    """`name`, a model id on the hub, or a ConfigError when it reads as a path (no folder is there)."""
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ConfigError(f"model.name: no such model folder {name}")
-    return name  # a hub id; the backend downloads it (HF_TOKEN for gated models)
+    return name
 
 
 def gguf_copy(name: str) -> tuple[Path, Path]:
@@ -115,17 +120,11 @@ def is_gguf_source(name: str) -> bool:
     return name in SHIPPED or name.lower().endswith(".gguf")
 
 
-def gguf_source(name: str) -> Path:
-    """The GGUF file `name` is served from (is_gguf_source(name) must hold)."""
-    return shipped_gguf(name) if name in SHIPPED else Path(name).expanduser()
-
-
 def check_folder(path: Path, name: str) -> None:
     """Refuse a local folder `from_pretrained` could not load, naming what it lacks: config.json, or
     weights (a folder of config alone is what `fasttune plan` reads, not a model; shards an index names
     must all be there). transformers would otherwise look the folder's name up on the hub."""
-    if not (path / "config.json").is_file():
-        raise ConfigError(f"model.name: {name} is a folder without config.json, not a Hugging Face model folder")
+    folder_config(path, name)
     if not any(path.glob("*.safetensors")) and not any(path.glob("pytorch_model*.bin")):
         raise ConfigError(f"model.name: {name} has a config.json but no weights (*.safetensors or pytorch_model*.bin): "
                           "an unfinished download or copy?")
@@ -135,6 +134,13 @@ def check_folder(path: Path, name: str) -> None:
         if gone:
             raise ConfigError(f"model.name: {name} lacks {len(gone)} of the {len(shards)} weight files its "
                               f"{index.name} names (first: {gone[0]}): an unfinished download?")
+
+
+def folder_config(path: Path, name: str) -> dict:
+    """A local model folder's config.json, or a ConfigError when it has none."""
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"model.name: {name} is a folder without config.json, not a Hugging Face model folder")
+    return json.loads((path / "config.json").read_text())
 
 
 def check_code(config: dict, name: str) -> None:

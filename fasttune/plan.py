@@ -52,16 +52,13 @@ def detect_gpu() -> float | None:
 def model_config(name: str) -> dict:
     """The model's config as a transformers config.json dict, read without loading any weight."""
     if models.is_gguf_source(name):
-        return gguf_config(models.gguf_source(name))
+        return gguf_config(models.gguf_copy(name)[0])
     path = Path(name).expanduser()
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ConfigError(f"model.name: {name} is a folder without config.json")
-        return json.loads((path / "config.json").read_text())
-    if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise ConfigError(f"model.name: no such model folder {name}")
+        return models.folder_config(path, name)
     from huggingface_hub import hf_hub_download
 
+    models.hub_id(name)  # a path with no folder there is named as such, not looked up on the hub
     try:
         return json.loads(Path(hf_hub_download(name, "config.json")).read_text())
     except Exception as error:  # offline, unknown id, gated: all end the same way for the user

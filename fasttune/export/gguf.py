@@ -21,6 +21,7 @@ from pathlib import Path
 from fasttune.errors import ExportError
 from fasttune.export import converter
 from fasttune.export.formats import QUANTS
+from fasttune.gguf_inference import vocabulary
 
 K_QUANTS = {"q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
             "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K"}  # made by llama.cpp's quantizer from an f16 file
@@ -65,15 +66,11 @@ def write_gguf(model_dir: Path, out_path: Path, quant: str = "f16", say=None) ->
 
 def check_tokenizer(gguf_path: Path, model_dir: Path) -> None:
     """Refuse a GGUF whose vocabulary splits CHECK_TEXT into other token ids than the model's tokenizer."""
-    import llama_cpp
     from transformers import AutoTokenizer
 
     expected = AutoTokenizer.from_pretrained(model_dir)(CHECK_TEXT, add_special_tokens=False).input_ids
-    vocab = llama_cpp.Llama(model_path=str(gguf_path), vocab_only=True, verbose=False)
-    try:
+    with vocabulary(gguf_path) as vocab:
         got = vocab.tokenize(CHECK_TEXT.encode("utf-8"), add_bos=False, special=False)
-    finally:
-        vocab.close()
     if got != expected:
         first = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected)))
         raise ExportError(f"the GGUF's tokenizer splits text differently from the model's own (first difference at "
