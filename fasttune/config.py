@@ -187,6 +187,9 @@ class Eval:
     thinking: Literal["default", "on", "off", "both"] = "default"
     """Thinking switch (enable_thinking) for held-out answers: the template's default, 'on', 'off', or
     'both' (the task metric and samples for each). Needs a template with the switch."""
+    drift: bool = True
+    """After training, compare the tuned model with the base (the adapter switched off) on fixed general
+    prompts shipped with fasttune, not the task's: eval.json's drift (KL in nats, answers changed)."""
 
     def __post_init__(self):
         _check(self.samples >= 0, f"eval.samples must be >= 0, got {self.samples}")

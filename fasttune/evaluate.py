@@ -73,6 +73,19 @@ class Evaluator:
             return {"eval_loss": loss, **measured[modes[0]]}, predictions
         return {"eval_loss": loss, **{f"thinking_{mode}": measured[mode] for mode in modes}}, predictions
 
+    def drift(self, backend, model, tokenizer) -> dict | None:
+        """eval.drift's figures (fasttune/drift.py) with the examples samples.md shows, where the answers
+        are generated (rank 0, or every process of a sharded engine); None when off or not here."""
+        if not self.cfg.drift or (not is_main() and not sharded()):
+            return None
+        from fasttune import drift
+
+        backend.for_inference(model)
+        try:
+            return drift.measure(model, tokenizer, self.task, self.cfg)
+        finally:
+            backend.for_training(model)
+
     def write_prompts(self, run_dir: Path, tokenizer) -> None:
         """eval_prompts.json: held-out prompts (the ones measured here, and at least KEPT_PROMPTS for
         export verification), each with its rendered text and its reference."""
@@ -81,9 +94,11 @@ class Evaluator:
         write_json(run_dir / EVAL_PROMPTS, [{"prompt": p, "text": self.task.render_prompt(tokenizer, p, enabled),
                                              "reference": r} for p, r in self.kept])
 
-    def write_samples(self, path: Path, before: dict[str, list[str]], after: dict[str, list[str]]) -> None:
+    def write_samples(self, path: Path, before: dict[str, list[str]], after: dict[str, list[str]],
+                      drift: dict | None = None) -> None:
         """samples.md for people, and beside it samples.json (the same rows) for the Python API; one
-        before/after pair per thinking setting measured ('before (thinking off)')."""
+        before/after pair per thinking setting measured ('before (thinking off)'). samples.md ends with
+        a few of eval.drift's general prompts, answered by the base and the tuned model."""
         n = self.cfg.samples
         lines = ["# Samples: held-out prompts, answered before and after training", ""]
         rows = []
@@ -98,6 +113,10 @@ class Evaluator:
             lines += [f"## {i}. {heading}", *notes, ""]
             lines += [f"- **{key}:** {value}" for key, value in answers.items()] + [""]
             rows.append({"prompt": heading, **answers})
+        if drift:
+            from fasttune.drift import samples_section
+
+            lines += samples_section(drift)
         write_text(path, "\n".join(lines))
         write_json(path.with_suffix(".json"), rows)
 
@@ -130,6 +149,11 @@ def evaluate_after(run: RunFolder, session, trainer, evaluator: Evaluator, say, 
         after, after_answers = evaluator.run(trainer, session.backend, session.model, session.tokenizer,
                                              session.has_eval)
         say(f"After training:  {describe(after)}")
+        drift = evaluator.drift(session.backend, session.model, session.tokenizer)
+        if drift:
+            from fasttune.drift import summary_line
+
+            say(summary_line(drift))
         if run.writes:
             from fasttune.tracking import plot_loss, read_metrics
 
@@ -141,11 +165,12 @@ def evaluate_after(run: RunFolder, session, trainer, evaluator: Evaluator, say, 
             if found:
                 say(divergence_warning(found, session.recipe.train))
             answers = json.loads((run.path / ANSWERS).read_text())
-            evaluator.write_samples(run.path / "samples.md", answers["before"], after_answers)
+            evaluator.write_samples(run.path / "samples.md", answers["before"], after_answers, drift)
             session.recipe.task.write_artifacts(run.path, summary["before"], after)
             plot_loss(run.path / "metrics.jsonl", run.path / "loss.png")
             write_json(run.path / ANSWERS, {**answers, "after": after_answers})
-            summary.update(after=after, diverged=bool(found), divergence=found)
+            figures = {k: v for k, v in drift.items() if k != "examples"} if drift else None
+            summary.update(after=after, drift=figures, diverged=bool(found), divergence=found)
             write_json(run.path / SUMMARY, summary)
     except BaseException as error:
         interrupted = isinstance(error, KeyboardInterrupt)

@@ -1,0 +1,118 @@
+"""eval.drift: did training break what the model could do outside the task?
+
+Fixed general prompts (fasttune/drift_prompts.py), none from the task's data, are answered greedily by
+the base model, which is the same LoRA model with its adapter switched off (no second model loads).
+Prompt and base answer are then read by both sides, adapter off and on, and at each answer position
+the tuned model's next-token distribution is compared with the base's: KL(base || tuned) in nats,
+float32, averaged over the answer's tokens, one figure per prompt. The tuned model also answers the
+same prompts, and the answers that differ from the base's are counted. An adapter that changes
+nothing (LoRA B = 0, as before training) gives KL 0 and no changed answer.
+
+Cost: per batch of eval.batch_size prompts, one generation pass and one forward per side.
+"""
+
+from __future__ import annotations
+
+from fasttune.drift_prompts import PROMPTS
+
+MAX_NEW_TOKENS = 16
+"""Tokens of each answer: enough to see an answer change, few enough to keep the check cheap."""
+SHOWN = 3  # prompts whose base and tuned answers samples.md shows
+
+
+def measure(model, tokenizer, task, cfg, prompts: list[str] = PROMPTS, max_new_tokens: int = MAX_NEW_TOKENS) -> dict:
+    """eval.json's `drift`: {kl_mean, kl_p95, answers_changed, prompts, max_new_tokens, examples}, or
+    {"skipped": why} when the model has no adapter to switch off. `model` is in inference mode."""
+    import torch
+
+    if not hasattr(model, "disable_adapter"):
+        return {"skipped": f"the model is not a peft LoRA model ({type(model).__name__}): there is no adapter "
+                           "to switch off, so no base model to compare with"}
+    raw = not tokenizer.chat_template  # a base model without a template: plain text, as its task prompts it
+    enabled = {"on": True, "off": False}.get(cfg.thinking)
+    texts = [q if raw else task.render_prompt(tokenizer, [{"role": "user", "content": q}], enabled) for q in prompts]
+    kls, base_answers, tuned_answers = [], [], []
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # answers continue from the right edge of every row
+    try:
+        for start in range(0, len(texts), cfg.batch_size):
+            batch = tokenizer(texts[start:start + cfg.batch_size], return_tensors="pt", padding=True,
+                              add_special_tokens=raw).to(next(model.parameters()).device)
+            with torch.no_grad():
+                kl, base, tuned = _batch(model, tokenizer, batch, max_new_tokens)
+            kls += kl
+            base_answers += base
+            tuned_answers += tuned
+    finally:
+        tokenizer.padding_side = side
+    changed = [i for i, (b, t) in enumerate(zip(base_answers, tuned_answers)) if b != t]
+    shown = (changed + [i for i in range(len(prompts)) if i not in changed])[:SHOWN]  # changed ones first
+    return {"kl_mean": round(sum(kls) / len(kls), 6), "kl_p95": round(percentile(kls, 95), 6),
+            "answers_changed": len(changed), "prompts": len(prompts), "max_new_tokens": max_new_tokens,
+            "examples": [{"prompt": prompts[i], "base": base_answers[i], "tuned": tuned_answers[i]} for i in shown]}
+
+
+def _batch(model, tokenizer, batch, max_new_tokens: int) -> tuple[list[float], list[str], list[str]]:
+    """One batch: the base's greedy answers, KL(base || tuned) per prompt on them, the tuned answers."""
+    import torch
+
+    from fasttune.chat_template import end_of_turn_ids
+
+    stop = end_of_turn_ids(tokenizer)
+    settings = dict(max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
+                    pad_token_id=tokenizer.pad_token_id, eos_token_id=stop)
+    prompt_len = batch["input_ids"].shape[1]
+    with model.disable_adapter():
+        sequences = model.generate(**batch, **settings)
+    answer = sequences[:, prompt_len:]
+    # an answer's tokens: up to and including its first stop token (after it, generation pads)
+    is_stop = torch.isin(answer, torch.tensor(stop, device=answer.device))
+    kept = (torch.cumsum(is_stop, dim=1) - is_stop.long()) == 0
+    mask = torch.cat([batch["attention_mask"], kept.long()], dim=1)
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+    width = answer.shape[1]
+
+    def log_probs():  # the distributions that predict each answer token, float32
+        logits = model(input_ids=sequences, attention_mask=mask, position_ids=positions).logits
+        return torch.log_softmax(logits[:, prompt_len - 1:prompt_len - 1 + width].float(), dim=-1)
+
+    with model.disable_adapter():
+        base = log_probs()
+    tuned = log_probs()
+    kl = (base.exp() * (base - tuned)).sum(dim=-1).clamp(min=0)  # [rows, answer positions]
+    per_prompt = ((kl * kept).sum(dim=1) / kept.sum(dim=1).clamp(min=1)).tolist()
+    tuned_answer = model.generate(**batch, **settings)[:, prompt_len:]
+
+    def decode(ids):
+        return [t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+    return per_prompt, decode(answer), decode(tuned_answer)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile, linearly interpolated between the two nearest values (numpy's default)."""
+    ordered = sorted(values)
+    at = (len(ordered) - 1) * q / 100
+    low = int(at)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (at - low)
+
+
+def summary_line(drift: dict) -> str:
+    """The one line a run prints about it."""
+    if "skipped" in drift:
+        return f"General prompts not checked (eval.drift): {drift['skipped']}"
+    return (f"General answers changed on {drift['answers_changed']}/{drift['prompts']} prompts; mean KL "
+            f"{drift['kl_mean']:.2f} nats (eval.drift: a check that training did not break what the model could do)")
+
+
+def samples_section(drift: dict) -> list[str]:
+    """samples.md's closing section: a few general prompts answered by the base and the tuned model."""
+    if "examples" not in drift:
+        return []
+    lines = ["# General prompts: the base model and the tuned one (eval.drift)", "",
+             f"{summary_line(drift)}; each answer at most {drift['max_new_tokens']} tokens.", ""]
+    for i, example in enumerate(drift["examples"], start=1):
+        lines += [f"## {i}. {example['prompt']}", "", f"- **base:** {example['base']}",
+                  f"- **tuned:** {example['tuned']}", ""]
+    return lines

@@ -1,0 +1,97 @@
+"""eval.drift (fasttune/drift.py): the tuned model against its base, the adapter switched off, on general
+prompts. Fast tier on a tiny random Llama with the real SmolLM2 tokenizer; the e2e tests read the chat
+run every session trains, and one run at a high learning rate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from fasttune import tasks
+from fasttune.config import Eval
+from fasttune.drift import PROMPTS, measure, percentile, summary_line
+
+ROOT = Path(__file__).resolve().parent.parent
+FEW = PROMPTS[:6]
+
+
+def _lora_model(vocab: int):
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    base = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=4, num_key_value_heads=2))
+    return get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])).eval()
+
+
+def _set_lora_b(model, scale: float) -> None:
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn_like(param) * scale)
+
+
+@pytest.fixture(scope="module")
+def chat_tokenizer(tokenizer):
+    tasks.ChatSFT().setup_tokenizer(tokenizer)
+    return tokenizer
+
+
+def test_an_untrained_adapter_changes_nothing_and_a_larger_change_drifts_further(chat_tokenizer):
+    model = _lora_model(len(chat_tokenizer))
+    cfg = Eval(batch_size=4)  # two batches, the second shorter
+    untouched = measure(model, chat_tokenizer, tasks.ChatSFT(), cfg, FEW, max_new_tokens=4)
+    assert untouched["kl_mean"] < 1e-6 and untouched["kl_p95"] < 1e-6 and untouched["answers_changed"] == 0
+    assert untouched["prompts"] == len(FEW) and untouched["max_new_tokens"] == 4
+    assert all(e["base"] == e["tuned"] for e in untouched["examples"]) and len(untouched["examples"]) == 3
+    figures = []
+    for scale in (0.05, 0.5):
+        _set_lora_b(model, scale)
+        figures.append(measure(model, chat_tokenizer, tasks.ChatSFT(), cfg, FEW, max_new_tokens=4))
+    small, large = figures
+    assert 0 < small["kl_mean"] < large["kl_mean"] and small["kl_p95"] <= large["kl_p95"]
+    assert large["answers_changed"] >= small["answers_changed"]
+    assert "changed on" in summary_line(large) and f"/{len(FEW)} prompts" in summary_line(large)
+
+
+def test_a_model_without_an_adapter_is_skipped_with_its_reason(chat_tokenizer):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    plain = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=1))
+    skipped = measure(plain, chat_tokenizer, tasks.ChatSFT(), Eval(), FEW)
+    assert set(skipped) == {"skipped"} and "not a peft LoRA model" in skipped["skipped"]
+    assert summary_line(skipped).startswith("General prompts not checked")
+
+
+def test_the_general_prompts_and_the_percentile():
+    assert len(PROMPTS) == 50 and len(set(PROMPTS)) == 50
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0 and percentile([0.0, 10.0], 95) == pytest.approx(9.5)
+    data = "".join(path.read_text() for path in (ROOT / "recipes/data").glob("*.jsonl"))
+    assert not any(p in data for p in PROMPTS)  # no recipe's data
+
+
+@pytest.mark.e2e
+def test_every_run_reports_drift_and_it_rises_with_the_learning_rate(chat_run_hf, tmp_path):
+    from helpers import invoke
+
+    drift = json.loads((chat_run_hf.path / "eval.json").read_text())["drift"]
+    assert set(drift) == {"kl_mean", "kl_p95", "answers_changed", "prompts", "max_new_tokens"}
+    assert drift["prompts"] == 50 and drift["kl_mean"] > 0 and drift["kl_p95"] >= 0
+    assert f"General answers changed on {drift['answers_changed']}/50 prompts" in chat_run_hf.output
+    samples = (chat_run_hf.path / "samples.md").read_text()
+    assert "# General prompts" in samples and samples.count("- **base:**") == 3
+    held_out = tmp_path / "eval.jsonl"
+    held_out.write_text("".join((ROOT / "recipes/data/chat_eval.jsonl").read_text().splitlines(True)[:4]))
+    result = invoke("run", "recipes/chat_sft.py", "model.backend=hf", "model.dtype=float32", "train.max_steps=8",
+                    "train.lr=5e-3", "train.warmup_ratio=0", "eval.samples=0", "eval.max_new_tokens=8",
+                    "log.report_to=[]", f"data.eval={held_out}", f"log.runs_dir={tmp_path / 'runs'}")
+    assert result.returncode == 0, result.stdout[-3000:]
+    [run] = list((tmp_path / "runs").iterdir())
+    high = json.loads((run / "eval.json").read_text())["drift"]
+    assert high["kl_mean"] > drift["kl_mean"] and high["answers_changed"] >= drift["answers_changed"]
