@@ -67,6 +67,9 @@ def test_a_model_without_an_adapter_is_skipped_with_its_reason(chat_tokenizer):
     skipped = measure(plain, chat_tokenizer, tasks.ChatSFT(), Eval(), FEW)
     assert set(skipped) == {"skipped"} and "not a peft LoRA model" in skipped["skipped"]
     assert summary_line(skipped).startswith("General prompts not checked")
+    from fasttune.evaluate import Evaluator
+
+    assert Evaluator(tasks.ChatSFT(), [], Eval(drift=False)).drift(None, plain, chat_tokenizer) is None  # eval.drift=false
 
 
 def test_the_general_prompts_and_the_percentile():
