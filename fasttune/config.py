@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from fasttune.drift_prompts import PROMPTS as _GENERAL_PROMPTS
 from fasttune.errors import ConfigError
 from fasttune.export import formats as export_formats
 
@@ -190,12 +191,17 @@ class Eval:
     drift: bool = True
     """After training, compare the tuned model with the base (the adapter switched off) on fixed general
     prompts shipped with fasttune, not the task's: eval.json's drift (KL in nats, answers changed)."""
+    drift_prompts: int = 50
+    """How many of the 50 general prompts eval.drift asks (the first N, each kind in turn): fewer is
+    quicker and a coarser figure."""
 
     def __post_init__(self):
         _check(self.samples >= 0, f"eval.samples must be >= 0, got {self.samples}")
         _check(self.metric_rows >= 0, f"eval.metric_rows must be >= 0, got {self.metric_rows}")
         _check(self.max_new_tokens > 0, f"eval.max_new_tokens must be positive, got {self.max_new_tokens}")
         _check(self.batch_size > 0, f"eval.batch_size must be positive, got {self.batch_size}")
+        _check(1 <= self.drift_prompts <= len(_GENERAL_PROMPTS),
+               f"eval.drift_prompts must be between 1 and {len(_GENERAL_PROMPTS)}, got {self.drift_prompts}")
 
 
 @dataclass

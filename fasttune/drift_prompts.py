@@ -1,9 +1,11 @@
 """The general prompts of eval.drift (fasttune/drift.py): everyday questions, code, arithmetic and other
 languages, none of them from any recipe's data. Fixed and shipped, so every run is measured on the same
-ones; changing them changes what earlier runs' eval.json figures mean."""
+ones; changing them changes what earlier runs' eval.json figures mean. PROMPTS takes the four kinds in
+turn, so `eval.drift_prompts=N` (the first N) asks some of each."""
 
-PROMPTS = [
-    # everyday questions
+from itertools import chain, zip_longest
+
+EVERYDAY = [
     "What is the capital of Canada?",
     "How many days are there in a week?",
     "What colour is the sky on a clear day?",
@@ -24,7 +26,8 @@ PROMPTS = [
     "What is the freezing point of water in Fahrenheit?",
     "Write one sentence about the ocean.",
     "What is the main ingredient of guacamole?",
-    # code
+]
+CODE = [
     "Write a Python function that returns the square of a number.",
     "How do I reverse a list in Python?",
     "What does the SQL statement SELECT * FROM users do?",
@@ -35,7 +38,8 @@ PROMPTS = [
     "Write a bash command that lists the files in a folder.",
     "What is the difference between a list and a tuple in Python?",
     "Write a Python loop that prints the numbers 1 to 5.",
-    # arithmetic
+]
+ARITHMETIC = [
     "What is 7 + 5?",
     "What is 12 times 3?",
     "What is 100 divided by 4?",
@@ -46,7 +50,8 @@ PROMPTS = [
     "What is half of 50?",
     "What is 10% of 200?",
     "Is 17 a prime number?",
-    # other languages
+]
+LANGUAGES = [
     "Quelle est la capitale de l'Italie ?",
     "¿Cuántos días tiene un año?",
     "Wie spät ist es, wenn es Mittag ist?",
@@ -58,3 +63,5 @@ PROMPTS = [
     "Nenne drei Farben auf Deutsch.",
     "Écris une phrase sur le soleil.",
 ]
+
+PROMPTS = [p for p in chain.from_iterable(zip_longest(EVERYDAY, CODE, ARITHMETIC, LANGUAGES)) if p is not None]

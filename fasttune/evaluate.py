@@ -82,7 +82,7 @@ class Evaluator:
 
         backend.for_inference(model)
         try:
-            return drift.measure(model, tokenizer, self.task, self.cfg)
+            return drift.measure(model, tokenizer, self.task, self.cfg, drift.PROMPTS[:self.cfg.drift_prompts])
         finally:
             backend.for_training(model)
 

@@ -25,10 +25,12 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 900) -> subproce
 
 
 CHAT_RUN = ("run", "recipes/chat_sft.py", "model.dtype=float32", "train.max_steps=8", "train.save_steps=2",
-            "train.eval_steps=4", "train.warmup_ratio=0", "eval.samples=2", "eval.max_new_tokens=16")
+            "train.eval_steps=4", "train.warmup_ratio=0", "eval.samples=2", "eval.max_new_tokens=16",
+            "eval.drift_prompts=12")
 """The chat recipe, short: fp32 weights on both backends, so a reloaded adapter answers exactly as the
 trained model did (greedy near-ties in bf16 may flip between runs); checkpoints every 2 steps, so the
-resume and kill -9 tests can start from them and must end where this run ended."""
+resume and kill -9 tests can start from them and must end where this run ended; 12 of the 50 general
+prompts of eval.drift, a quarter of its cost."""
 FAKE_KEY = "fasttune-test-key-0123456789abcdef0123"
 WANDB_UNREACHABLE = {"WANDB_API_KEY": FAKE_KEY, "WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_MODE": None}
 """A W&B key with no reachable server: the run must go offline and never write the key down."""
@@ -100,6 +102,11 @@ NOTEBOOK_CI = {
 with fasttune's fused LoRA steps), fp32 elsewhere."""
 
 
+DRIFT_PROMPTS = 4
+"""eval.drift on 4 general prompts (one of each kind) in every notebook run: its block is in every
+recipe's eval.json (tests/test_notebooks.py), at a tenth of the cost of all 50."""
+
+
 @dataclass
 class NotebookRun:
     path: Path
@@ -117,7 +124,7 @@ def execute_notebook(name: str, runs: Path) -> NotebookRun:
     ci = NOTEBOOK_CI[name]
     nb = nbformat.read(ROOT / "colab" / f"{name}.ipynb", as_version=4)
     at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-    extra = [*ci.extra, f"log.runs_dir={runs}"]
+    extra = [*ci.extra, f"eval.drift_prompts={DRIFT_PROMPTS}", f"log.runs_dir={runs}"]
     if ci.eval_rows:
         from fasttune.recipe import load_recipe
 

@@ -45,7 +45,7 @@ def test_a_run_whose_loss_runs_away_finishes_with_a_warning_and_diverged_recorde
     held_out = tmp_path / "eval.jsonl"
     held_out.write_text("".join((ROOT / "recipes/data/chat_eval.jsonl").read_text().splitlines(True)[:2]))
     result = invoke("run", "recipes/chat_sft.py", "model.backend=hf", "train.lr=1e6", "train.max_steps=3",
-                    "train.batch_size=1", "data.max_seq_length=64", "eval.samples=0", "log.report_to=[]",
+                    "train.batch_size=1", "data.max_seq_length=64", "eval.samples=0", "eval.drift=false", "log.report_to=[]",
                     f"data.eval={held_out}", f"log.runs_dir={tmp_path / 'runs'}")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     [run] = list((tmp_path / "runs").iterdir())

@@ -13,6 +13,8 @@ import torch
 from fasttune import tasks
 from fasttune.config import Eval
 from fasttune.drift import PROMPTS, measure, percentile, summary_line
+from fasttune.drift_prompts import ARITHMETIC, CODE, EVERYDAY, LANGUAGES
+from fasttune.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 FEW = PROMPTS[:6]
@@ -74,6 +76,11 @@ def test_a_model_without_an_adapter_is_skipped_with_its_reason(chat_tokenizer):
 
 def test_the_general_prompts_and_the_percentile():
     assert len(PROMPTS) == 50 and len(set(PROMPTS)) == 50
+    kinds = (EVERYDAY, CODE, ARITHMETIC, LANGUAGES)
+    assert [sum(p in kind for kind in kinds) for p in PROMPTS] == [1] * 50  # every prompt of one kind
+    assert all(PROMPTS[i] in kinds[i] for i in range(4))  # eval.drift_prompts=4 asks one of each
+    with pytest.raises(ConfigError, match="eval.drift_prompts must be between 1 and 50, got 51"):
+        Eval(drift_prompts=51)
     assert percentile([3.0, 1.0, 2.0], 50) == 2.0 and percentile([0.0, 10.0], 95) == pytest.approx(9.5)
     data = "".join(path.read_text() for path in (ROOT / "recipes/data").glob("*.jsonl"))
     assert not any(p in data for p in PROMPTS)  # no recipe's data
@@ -85,16 +92,37 @@ def test_every_run_reports_drift_and_it_rises_with_the_learning_rate(chat_run_hf
 
     drift = json.loads((chat_run_hf.path / "eval.json").read_text())["drift"]
     assert set(drift) == {"kl_mean", "kl_p95", "answers_changed", "prompts", "max_new_tokens"}
-    assert drift["prompts"] == 50 and drift["kl_mean"] > 0 and drift["kl_p95"] >= 0
-    assert f"General answers changed on {drift['answers_changed']}/50 prompts" in chat_run_hf.output
+    assert drift["prompts"] == 12 and drift["kl_mean"] > 0 and drift["kl_p95"] >= 0  # CHAT_RUN: 12 prompts
+    assert f"General answers changed on {drift['answers_changed']}/12 prompts" in chat_run_hf.output
     samples = (chat_run_hf.path / "samples.md").read_text()
     assert "# General prompts" in samples and samples.count("- **base:**") == 3
     held_out = tmp_path / "eval.jsonl"
     held_out.write_text("".join((ROOT / "recipes/data/chat_eval.jsonl").read_text().splitlines(True)[:4]))
+    lr = json.loads((chat_run_hf.path / "config.json").read_text())["train"]["lr"]
+    # ten times the learning rate, for the same 8 steps on a quarter of the rows (batch 2, not 8): fewer
+    # updates of the same size would drift less, so a higher figure is the learning rate's doing
     result = invoke("run", "recipes/chat_sft.py", "model.backend=hf", "model.dtype=float32", "train.max_steps=8",
-                    "train.lr=5e-3", "train.warmup_ratio=0", "eval.samples=0", "eval.max_new_tokens=8",
-                    "log.report_to=[]", f"data.eval={held_out}", f"log.runs_dir={tmp_path / 'runs'}")
+                    f"train.lr={lr * 10}", "train.batch_size=2", "train.warmup_ratio=0", "eval.samples=0",
+                    "eval.max_new_tokens=8", "eval.drift_prompts=12", "log.report_to=[]", f"data.eval={held_out}",
+                    f"log.runs_dir={tmp_path / 'runs'}")
     assert result.returncode == 0, result.stdout[-3000:]
     [run] = list((tmp_path / "runs").iterdir())
     high = json.loads((run / "eval.json").read_text())["drift"]
-    assert high["kl_mean"] > drift["kl_mean"] and high["answers_changed"] >= drift["answers_changed"]
+    assert high["kl_mean"] > 2 * drift["kl_mean"] and high["answers_changed"] >= drift["answers_changed"]
+
+
+@pytest.mark.e2e
+def test_the_reloaded_run_gives_its_figure_and_an_untrained_adapter_on_the_demo_gives_zero(chat_run_hf):
+    from fasttune.recipe import Recipe
+    from fasttune.run_folder import open_run
+
+    run = open_run(chat_run_hf.path)
+    model, tokenizer = run.load_model(say=lambda *_: None)
+    recipe = Recipe.from_dict(run.config)
+    recorded = json.loads((run.path / "eval.json").read_text())["drift"]
+    again = measure(model, tokenizer, recipe.task, recipe.eval, PROMPTS[:recorded["prompts"]])
+    assert again["kl_mean"] == pytest.approx(recorded["kl_mean"], rel=1e-3, abs=1e-5)
+    assert again["answers_changed"] == recorded["answers_changed"]
+    _set_lora_b(model, 0.0)  # the adapter as it was before training
+    untrained = measure(model, tokenizer, recipe.task, recipe.eval, PROMPTS[:4])
+    assert untrained["kl_mean"] < 1e-6 and untrained["answers_changed"] == 0

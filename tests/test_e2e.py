@@ -116,7 +116,8 @@ def test_checkpoints_and_resume(chat_run_hf, tmp_path):
     after_a = json.loads((run_a / "eval.json").read_text())["after"]["eval_loss"]
 
     # resolved before the run folder exists: the checkpoint's batch size, and a length that holds every row
-    auto = ["data.max_seq_length=auto", "train.batch_size=auto", "eval.samples=0", "log.report_to=[]"]
+    auto = ["data.max_seq_length=auto", "train.batch_size=auto", "eval.samples=0", "eval.drift=false",
+            "log.report_to=[]"]
     second = invoke(*chat_run_hf.args[:-1], "train.max_steps=10", f"train.resume={run_a}", *auto,
                     f"log.runs_dir={tmp_path}")  # the hf backend trains in this process too
     assert second.returncode == 0, second.stderr[-3000:]

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e  # trains the embedded model for a few steps, twice
 
 STEPS = 4
 SHORT = [f"train.max_steps={STEPS}", "train.batch_size=2", "train.save_steps=2", "train.warmup_ratio=0",
-         "eval.samples=2", "eval.max_new_tokens=8", "log.report_to=[]"]
+         "eval.samples=2", "eval.max_new_tokens=8", "eval.drift_prompts=2", "log.report_to=[]"]
 
 
 LAUNCHERS = {"accelerate": "accelerate.commands.launch", "torchrun": "torch.distributed.run"}
@@ -111,7 +111,7 @@ def test_a_two_process_checkpoint_resumes_on_one_process(two_process_run, tmp_pa
 def test_the_unsloth_backend_runs_ddp_through_torchrun(tmp_path):
     """Unsloth itself runs DDP (its CPU fallback here): the default backend, launched by torchrun."""
     result = launch("OMP_NUM_THREADS=1 torchrun --nproc_per_node 2", tmp_path, "train.max_steps=2",
-                    "train.batch_size=2", "eval.samples=0", "log.report_to=[]")
+                    "train.batch_size=2", "eval.samples=0", "eval.drift=false", "log.report_to=[]")
     assert "Backend: unsloth" in result.stdout and "Processes: 2 (DDP)" in result.stdout
     [run_dir] = list(tmp_path.iterdir())
     summary = json.loads((run_dir / "eval.json").read_text())

@@ -120,7 +120,7 @@ def test_a_failed_export_leaves_the_trained_run_finished(tmp_path):
     fail after training."""
     runs = tmp_path / "runs"
     result = invoke("run", "recipes/chat_sft.py", "model.backend=hf", "train.max_steps=1", "eval.samples=0",
-                     "log.report_to=[]", f"log.runs_dir={runs}", "export.formats=[gguf]", "export.verify_prompts=1",
+                     "eval.drift=false", "log.report_to=[]", f"log.runs_dir={runs}", "export.formats=[gguf]", "export.verify_prompts=1",
                      "export.verify_tokens=9000")
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     [run_dir] = list(runs.iterdir())

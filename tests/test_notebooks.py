@@ -14,7 +14,7 @@ import sys
 import nbformat
 import pytest
 
-from helpers import NOTEBOOK_CI, ROOT
+from helpers import DRIFT_PROMPTS, NOTEBOOK_CI, ROOT
 
 RECIPES = sorted(p.stem for p in (ROOT / "recipes").glob("*.py"))
 
@@ -58,7 +58,12 @@ def test_notebook_runs_on_cpu(name, notebook_run):
     run = notebook_run(name)  # executed top to bottom once per session (tests/conftest.py)
     outputs = run.outputs
     assert json.loads((run.path / "status.json").read_text())["status"] == "finished"
-    assert json.loads((run.path / "eval.json").read_text())["steps"] == NOTEBOOK_CI[name].steps
+    summary = json.loads((run.path / "eval.json").read_text())
+    assert summary["steps"] == NOTEBOOK_CI[name].steps
+    drift = summary["drift"]  # every recipe is compared with its base on general prompts
+    assert drift["prompts"] == DRIFT_PROMPTS and 0 <= drift["answers_changed"] <= DRIFT_PROMPTS
+    assert 0 <= drift["kl_mean"] <= drift["kl_p95"] * DRIFT_PROMPTS  # the mean of 4 is at most 4 times its p95
+    assert f"General answers changed on {drift['answers_changed']}/{DRIFT_PROMPTS} prompts" in outputs
     if not NOTEBOOK_CI[name].export:
         assert not (run.path / "export").exists()  # its export cells were skipped
     else:
