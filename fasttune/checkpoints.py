@@ -61,7 +61,9 @@ def resume_differences(checkpoint: Path, config: dict) -> list[str]:
         embeddings = bool(set(EMBEDDINGS) & (targets | set(saved.get("modules_to_save") or [])))
         for key, was, now in (("r", saved.get("r"), lora["r"]), ("alpha", saved.get("lora_alpha"), lora["alpha"]),
                               ("target_modules", sorted(targets - set(EMBEDDINGS)), sorted(lora["target_modules"])),
-                              ("train_embeddings", embeddings, lora["train_embeddings"])):
+                              ("train_embeddings", embeddings, lora["train_embeddings"]),
+                              ("use_rslora", bool(saved.get("use_rslora")), lora.get("use_rslora", False)),
+                              ("use_dora", bool(saved.get("use_dora")), lora.get("use_dora", False))):
             if was != now:
                 found.append(f"model.lora.{key}: the checkpoint has {was}, this run {now}")
     state, train = json.loads((checkpoint / "trainer_state.json").read_text()), config["train"]

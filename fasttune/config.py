@@ -36,7 +36,7 @@ class LoRA:
     r: int = 16
     """LoRA rank: the width of the low-rank update. 8-64 is usual."""
     alpha: int = 16
-    """LoRA scaling numerator; the update is scaled by alpha / r."""
+    """LoRA scaling numerator; the update is scaled by alpha / r (alpha / sqrt(r) with use_rslora)."""
     dropout: float = 0.0
     """Dropout on the LoRA input. 0 is fastest (and what Unsloth optimises for)."""
     target_modules: list[str] = field(
@@ -45,6 +45,12 @@ class LoRA:
     """Linear layers that get LoRA adapters (all attention and MLP projections by default)."""
     train_embeddings: bool = False
     """Also train embed_tokens and lm_head in full (continued pre-training on new text/vocabulary)."""
+    use_rslora: bool = False
+    """Rank-stabilized LoRA: scale the update by alpha / sqrt(r), so a higher rank does not learn more
+    slowly (peft's use_rslora)."""
+    use_dora: bool = False
+    """DoRA: each adapted weight split into a magnitude and a direction, the LoRA update applied to the
+    direction (peft's use_dora). Slower per step: no fused LoRA path takes it, Unsloth's or fasttune's."""
 
     def __post_init__(self):
         _check(self.r > 0, f"lora.r must be positive, got {self.r}")

@@ -35,6 +35,7 @@ from fasttune.recipe import Recipe
 from fasttune.run_folder import RunFolder, write_dir, write_json
 from fasttune.session import open_session, quiet_libraries
 from fasttune.tracking import make_callback, plain_console, plot_loss, setup_wandb, wandb_sync_commands
+from fasttune.trainer.arguments import TRAINER_ARGS, as_built
 from fasttune.trainer.build import RunHooks
 from fasttune.trainer.throughput import TokenCounter, gpu_peak_gib, reset_gpu_peak
 
@@ -156,6 +157,8 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
     callback = make_callback(run.path / "metrics.jsonl", console, tokens, task.progress_fields)
     guard = StopGuard(say)  # Ctrl-C / SIGTERM save a checkpoint; a non-finite loss stops the run
     trainer = session.trainer(RunHooks(run.path, run.name, [callback, guard.callback()], tokens))
+    if run.writes:
+        write_json(run.path / TRAINER_ARGS, as_built(trainer))
 
     # 7. Before training: eval loss, the task metric, sample answers.
     evaluator = Evaluator(task, eval_rows, recipe.eval)

@@ -85,6 +85,10 @@ class NotebookCI:
     reasoning_sft's and classification's notebooks run it (tests/test_export.py checks it in depth)."""
 
 
+GSPO = ("task.loss_type=grpo", "task.importance_sampling_level=sequence", "task.scale_rewards=none",
+        "task.epsilon_high=0.28")
+"""grpo_math's notebook trains GSPO with Dr. GRPO's unscaled rewards: a loss variant other than TRL's default,
+which tests/test_variants.py reads back from the trainer (the default runs in benchmarks/variants.py)."""
 FP32 = "model.dtype=float32"  # where a test compares greedy answers token for token (bf16 near-ties flip)
 NOTEBOOK_CI = {
     "chat_sft": NotebookCI(2, "q4_k_m", ("eval.metric_rows=8", "eval.samples=2"), 8),
@@ -93,7 +97,7 @@ NOTEBOOK_CI = {
     "dpo": NotebookCI(4, "f16", (FP32, "train.batch_size=2", "train.lr=2e-4"), 8, export=False),
     "function_calling": NotebookCI(3, "f16", ("eval.metric_rows=4", "eval.samples=4", "eval.max_new_tokens=40"), 4),
     "grpo_math": NotebookCI(2, "f16", ("eval.metric_rows=4", "eval.samples=4", "eval.max_new_tokens=24",
-                                       "task.max_completion_length=24", "train.lr=1e-4"), 8, export=False),
+                                       "task.max_completion_length=24", "train.lr=1e-4", *GSPO), 8, export=False),
     "instruct_sft": NotebookCI(4, "f16", ("eval.metric_rows=6", "eval.samples=6", "eval.max_new_tokens=32"), 8,
                                export=False),
     "reasoning_sft": NotebookCI(4, "f16", (FP32, "eval.metric_rows=4", "eval.samples=4", "eval.max_new_tokens=48"), 8),

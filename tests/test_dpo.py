@@ -14,6 +14,15 @@ from helpers import ROOT, invoke
 EVAL_PAIRS = 8
 
 
+def test_a_preference_loss_fasttune_does_not_run_is_refused_in_a_recipe_file_too():
+    from fasttune.errors import ConfigError
+    from fasttune.tasks import DPO
+
+    with pytest.raises(ConfigError, match="task.loss_type must be one of sigmoid, ipo, hinge, robust, orpo, simpo, "
+                                          "got 'kto'"):
+        DPO(loss_type="kto")  # a recipe file builds the task itself: no override parser to catch it
+
+
 @pytest.mark.parametrize("row, where", [
     ({"prompt": "Hi", "chosen": "Hello.", "rejected": "Hello."}, "rejected: is the same as chosen"),
     ({"prompt": "Hi", "chosen": "Hello."}, "rejected: missing (this row has: chosen, prompt)"),

@@ -56,6 +56,31 @@ def test_grpo_config_is_checked():
         GRPO(rewards=[rewards.json_valid()], reward_weights=[1.0, 2.0])
 
 
+def test_grpo_losses_are_the_installed_trls_and_are_refused_before_anything_loads():
+    from fasttune.recipe import Recipe, apply_overrides, load_recipe
+    from fasttune.tasks.trl_choices import listed
+
+    losses = listed("trainer/grpo_config.py", "GRPOConfig", "loss_type")  # read from TRL's source, not imported
+    assert {"grpo", "bnpo", "dr_grpo", "dapo"} <= set(losses)
+    with pytest.raises(ConfigError, match=r"task.loss_type='gspo': the installed TRL \(1\.\d+\.\d+\) has the GRPO "
+                                          r"losses grpo, dr_grpo, dapo, bnpo"):
+        GRPO(rewards=[rewards.json_valid()], loss_type="gspo")
+    with pytest.raises(ConfigError, match="'luspo' needs task.importance_sampling_level='sequence'"):
+        GRPO(rewards=[rewards.json_valid()], loss_type="luspo")
+    for bad, message in (({"importance_sampling_level": "row"}, "must be 'token' or 'sequence', got 'row'"),
+                         ({"scale_rewards": "std"}, "must be 'group', 'batch' or 'none', got 'std'"),
+                         ({"epsilon_high": 0.0}, "must be positive"), ({"num_iterations": 0}, "at least 1")):
+        with pytest.raises(ConfigError, match=message):
+            GRPO(rewards=[rewards.json_valid()], **bad)
+    # GSPO from the command line: recorded in config.json, rebuilt from it
+    recipe = apply_overrides(load_recipe(ROOT / "recipes/grpo_math.py"),
+                             ["task.loss_type=grpo", "task.importance_sampling_level=sequence", "task.epsilon_high=0.28"])
+    config = recipe.to_dict()["task"]
+    assert (config["loss_type"], config["importance_sampling_level"], config["epsilon_high"]) == ("grpo", "sequence", 0.28)
+    rebuilt = Recipe.from_dict(recipe.to_dict()).task
+    assert (rebuilt.loss_type, rebuilt.importance_sampling_level, rebuilt.epsilon_high) == ("grpo", "sequence", 0.28)
+
+
 def test_grpo_metric_is_the_mean_of_each_reward():
     task = GRPO(rewards=[rewards.answer_match("answer"), rewards.think_format()], reward_weights=[1.0, 0.5])
     refs = [{"prompt": [], "answer": "4"}, {"prompt": [], "answer": "9"}]

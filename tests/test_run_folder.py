@@ -178,6 +178,7 @@ def fake_checkpoint(tmp_path, step: int = 4, model: str = "smollm2-135m-instruct
     ({"task": "InstructSFT"}, [], "task: the checkpoint trained InstructSFT, this run ChatSFT"),
     ({"r": 8}, [], "model.lora.r: the checkpoint has 8, this run 16"),
     ({}, ["model.lora.alpha=16"], "model.lora.alpha: the checkpoint has 32, this run 16"),
+    ({}, ["model.lora.use_dora=true"], "model.lora.use_dora: the checkpoint has False, this run True"),
     ({"targets": ("q_proj", "v_proj")}, [],
      "model.lora.target_modules: the checkpoint has ['q_proj', 'v_proj'], this run ['down_proj', 'gate_proj'"),
     ({"step": 8}, [], "train.max_steps: the checkpoint is at step 8, so max_steps=8 leaves nothing to train"),

@@ -63,6 +63,7 @@ def load(model_cfg, path: str, max_seq_length: int, gradient_checkpointing: bool
         target_modules=list(lora.target_modules), bias="none", task_type="CAUSAL_LM",
         modules_to_save=EMBEDDINGS if lora.train_embeddings else None,
         ensure_weight_tying=lora.train_embeddings,  # tied input/output embeddings stay one matrix
+        use_rslora=lora.use_rslora, use_dora=lora.use_dora,
     )
     return get_peft_model(model, config), tokenizer
 

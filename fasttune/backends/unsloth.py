@@ -67,6 +67,8 @@ def load(model_cfg, path: str, max_seq_length: int, gradient_checkpointing: bool
         target_modules=list(lora.target_modules) + (EMBEDDINGS if lora.train_embeddings else []),
         ensure_weight_tying=lora.train_embeddings,  # tied input/output embeddings stay one matrix
         bias="none",
+        use_rslora=lora.use_rslora,
+        use_dora=lora.use_dora,  # accepted by Unsloth, passed on to peft; its fused kernels skip DoRA layers
         use_gradient_checkpointing="unsloth" if gradient_checkpointing else False,
         random_state=seed,
     )

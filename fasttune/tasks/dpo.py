@@ -1,9 +1,12 @@
-"""DPO: preference training on pairs of answers (TRL's DPOTrainer; Unsloth patches it when it is the backend).
+"""DPO and its siblings: preference training on pairs of answers (TRL's DPOTrainer, or its ORPO and
+CPO trainers for ORPO and SimPO; Unsloth patches each when it is the backend).
 
 Rows: `prompt` (a string, or a list of chat messages), `chosen` and `rejected` (the preferred and
 the worse reply, as strings). The policy learns to raise the likelihood of `chosen` relative to
-`rejected`, measured against the starting model: with a LoRA model TRL needs no second copy, the
-reference is the same model with its adapter switched off.
+`rejected`. DPO measures that against the starting model: with a LoRA model TRL needs no second
+copy, the reference is the same model with its adapter switched off. ORPO and SimPO need no
+reference at all: ORPO adds an odds-ratio term to the chosen reply's SFT loss, SimPO compares the
+two replies' length-normalized log-probabilities against a target margin.
 
 Metric: held-out preference accuracy, the share of eval pairs where the model's log-probability of
 `chosen` beats that of `rejected` (both scored as the assistant reply to the prompt, end-of-turn
@@ -15,20 +18,26 @@ pair as the two "labels".
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, get_args
 
 from fasttune.data.prepare import PrepStats, to_dataset
 from fasttune.data.validate import blank, missing, require_text
 from fasttune.errors import ConfigError
 from fasttune.tasks.base import RowView, Task, marked, message_problems, one_line, prompt_messages, share
 
+Loss = Literal["sigmoid", "ipo", "hinge", "robust", "orpo", "simpo"]
+
 
 @dataclass
 class DPO(Task):
     beta: float = 0.1
     """Strength of the pull toward the starting model: lower lets the policy move further from it."""
-    loss_type: Literal["sigmoid", "ipo", "hinge", "robust"] = "sigmoid"
-    """DPO's loss: 'sigmoid' (the paper's), 'ipo', 'hinge' (SLiC) or 'robust' (noisy labels)."""
+    loss_type: Loss = "sigmoid"
+    """The loss: DPO's 'sigmoid' (the paper's), 'ipo', 'hinge' (SLiC) or 'robust' (noisy labels); or
+    'orpo' (ORPO, beta the odds-ratio term's weight) or 'simpo' (SimPO, beta its reward scale; its
+    paper uses 2 to 2.5): these two keep no reference model."""
+    simpo_gamma: float = 0.5
+    """SimPO's target margin between the chosen and rejected replies' rewards (loss_type='simpo')."""
     system_prompt: str = ""
     """A system message put before every prompt."""
     prompt_column: str = "prompt"
@@ -41,6 +50,8 @@ class DPO(Task):
     def __post_init__(self):
         if self.beta <= 0:
             raise ConfigError(f"task.beta must be positive, got {self.beta}")
+        if self.loss_type not in get_args(Loss):
+            raise ConfigError(f"task.loss_type must be one of {', '.join(get_args(Loss))}, got {self.loss_type!r}")
 
     def check_row(self, row: dict) -> list[tuple[str, str]]:
         col, problems = self.prompt_column, require_text(row, "chosen", "rejected")
@@ -94,22 +105,36 @@ class DPO(Task):
         return train_ds, eval_ds, stats
 
     def trainer(self, recipe, model, tokenizer, train_ds, eval_ds, hooks):
-        from trl import DPOConfig, DPOTrainer  # after unsloth (backends.choose ran first)
-
         from fasttune.trainer.arguments import common_args, eval_args
         from fasttune.trainer.build import build
 
+        # imported here, after unsloth (backends.choose ran first); ORPO and CPO live in trl.experimental
+        if self.loss_type == "orpo":
+            from trl.experimental.orpo import ORPOConfig as Config
+            from trl.experimental.orpo import ORPOTrainer as Trainer
+            loss, reference = {}, {}
+        elif self.loss_type == "simpo":  # CPO's trainer with SimPO's loss and no SFT term (cpo_alpha 0)
+            from trl.experimental.cpo import CPOConfig as Config
+            from trl.experimental.cpo import CPOTrainer as Trainer
+            loss, reference = {"loss_type": "simpo", "cpo_alpha": 0.0, "simpo_gamma": self.simpo_gamma}, {}
+        else:
+            from trl import DPOConfig as Config
+            from trl import DPOTrainer as Trainer
+            loss, reference = {"loss_type": [self.loss_type]}, {"ref_model": None}
         has_eval = len(eval_ds) > 0
-        args = DPOConfig(
-            **common_args(recipe, model, hooks.run_dir, hooks.run_name), **eval_args(recipe, has_eval),
-            max_length=recipe.data.max_seq_length, beta=self.beta, loss_type=[self.loss_type],
-        )
-        return build(DPOTrainer, hooks, model=model, ref_model=None, args=args, train_dataset=train_ds,
+        args = Config(**common_args(recipe, model, hooks.run_dir, hooks.run_name), **eval_args(recipe, has_eval),
+                      max_length=recipe.data.max_seq_length, beta=self.beta, **loss)
+        return build(Trainer, hooks, model=model, **reference, args=args, train_dataset=train_ds,
                      eval_dataset=eval_ds if has_eval else None, processing_class=tokenizer)
 
     def count_tokens(self, batch: dict) -> tuple[int, int]:
-        """Chosen and rejected sequences are stacked in one batch; completion_mask marks the replies."""
-        return int(batch["attention_mask"].sum()), int(batch["completion_mask"].sum())
+        """DPO stacks chosen and rejected in one batch, completion_mask marking the replies; ORPO and CPO
+        keep them apart (chosen_* and rejected_*), labels -100 outside the replies."""
+        if "completion_mask" in batch:
+            return int(batch["attention_mask"].sum()), int(batch["completion_mask"].sum())
+        sides = ("chosen", "rejected")
+        return (sum(int(batch[f"{s}_attention_mask"].sum()) for s in sides),
+                sum(int((batch[f"{s}_labels"] != -100).sum()) for s in sides))
 
     def prompt(self, row: dict):
         return self.messages(row), {"chosen": row["chosen"], "rejected": row["rejected"]}

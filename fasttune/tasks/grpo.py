@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Literal
 
 from fasttune.data.prepare import PrepStats, to_dataset
 from fasttune.data.validate import blank, missing
 from fasttune.errors import ConfigError, RewardError
+from fasttune.tasks import trl_choices
 from fasttune.tasks.base import TRAINED_CLOSE, TRAINED_OPEN, RowView, Task, message_problems, prompt_messages
 
 
@@ -63,6 +64,26 @@ class GRPO(Task):
     """Sampling temperature for the completions."""
     beta: float = 0.04
     """Weight of the KL penalty toward the starting model (0: none, and no reference model kept)."""
+    loss_type: str = "dapo"
+    """How the token losses are averaged (TRL's loss_type): 'grpo' (per completion, then over them:
+    favours short right answers), 'bnpo' (over the batch's tokens), 'dr_grpo' (over a constant,
+    max_completion_length: Dr. GRPO), 'dapo' (over the accumulated batch's tokens: DAPO, TRL's
+    default), or another loss the installed TRL lists."""
+    importance_sampling_level: Literal["token", "sequence"] = "token"
+    """Importance ratio per token, or per completion from its tokens' mean log-ratio ('sequence': GSPO,
+    which pairs it with loss_type='grpo')."""
+    epsilon: float = 0.2
+    """Clipping: the importance ratio is kept within [1 - epsilon, 1 + epsilon_high]."""
+    epsilon_high: float | None = None
+    """Upper clipping bound (None: epsilon). DAPO's clip-higher uses 0.28."""
+    num_iterations: int = 1
+    """Updates per generated batch. With 1 the policy that sampled is the one updated, its importance
+    ratio is 1, and clipping never binds: epsilon and epsilon_high act from 2."""
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    """Advantages divided by the rewards' standard deviation in the prompt's group, in the batch, or not
+    at all ('none': Dr. GRPO, which finds the division biases toward questions that are too easy or hard)."""
+    mask_truncated_completions: bool = False
+    """Leave completions cut at max_completion_length out of the loss (DAPO's overlong filtering)."""
 
     name: ClassVar[str] = "grpo"
     scores_outputs: ClassVar[bool] = True
@@ -77,6 +98,28 @@ class GRPO(Task):
                               f"for {len(self.rewards)} rewards")
         if self.num_generations < 2:
             raise ConfigError("task.num_generations must be at least 2: GRPO compares completions within a group")
+        self._check_loss()
+
+    def _check_loss(self) -> None:
+        """The loss options, against the installed TRL (tasks/trl_choices.py), before any model loads."""
+        losses = trl_choices.listed("trainer/grpo_config.py", "GRPOConfig", "loss_type")
+        if losses and self.loss_type not in losses:
+            raise ConfigError(f"task.loss_type={self.loss_type!r}: the installed TRL ({trl_choices.version()}) "
+                              f"has the GRPO losses {', '.join(losses)}")
+        # the pairings TRL 1.16's GRPOTrainer refuses when it starts, after the model has loaded
+        needs = {"luspo": "sequence", "vespo": "token"}.get(self.loss_type)
+        if needs and self.importance_sampling_level != needs:
+            raise ConfigError(f"task.loss_type={self.loss_type!r} needs task.importance_sampling_level={needs!r}")
+        if self.importance_sampling_level not in ("token", "sequence"):
+            raise ConfigError(f"task.importance_sampling_level must be 'token' or 'sequence', "
+                              f"got {self.importance_sampling_level!r}")
+        if self.scale_rewards not in ("group", "batch", "none"):
+            raise ConfigError(f"task.scale_rewards must be 'group', 'batch' or 'none', got {self.scale_rewards!r}")
+        if not self.epsilon > 0 or (self.epsilon_high is not None and not self.epsilon_high > 0):
+            raise ConfigError(f"task.epsilon and task.epsilon_high must be positive, got {self.epsilon} and "
+                              f"{self.epsilon_high}")
+        if self.num_iterations < 1:
+            raise ConfigError(f"task.num_iterations must be at least 1, got {self.num_iterations}")
 
     def check_train(self, train) -> None:
         if train.batch_size == "auto":
@@ -158,6 +201,9 @@ class GRPO(Task):
             **common_args(recipe, model, hooks.run_dir, hooks.run_name),
             num_generations=self.num_generations, max_completion_length=self.max_completion_length,
             temperature=self.temperature, beta=self.beta, reward_weights=list(self.reward_weights) or None,
+            loss_type=self.loss_type, importance_sampling_level=self.importance_sampling_level,
+            epsilon=self.epsilon, epsilon_high=self.epsilon_high, num_iterations=self.num_iterations,
+            scale_rewards=self.scale_rewards, mask_truncated_completions=self.mask_truncated_completions,
         )
         return build(GRPOTrainer, hooks, model=model, reward_funcs=[checked(r) for r in self.rewards], args=args,
                      train_dataset=train_ds, processing_class=tokenizer)

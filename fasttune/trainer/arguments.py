@@ -92,3 +92,17 @@ def eval_args(recipe, has_eval: bool) -> dict:
     every = recipe.train.eval_steps if has_eval else 0
     return dict(per_device_eval_batch_size=recipe.train.batch_size, eval_strategy="steps" if every else "no",
                 **({"eval_steps": every} if every else {}))
+
+
+TRAINER_ARGS = "trainer_args.json"
+
+
+def as_built(trainer) -> dict:
+    """trainer_args.json: the trainer's class (the first one not fasttune's: TRL's, or Unsloth's
+    compiled copy of it) and the arguments it holds (transformers masks tokens in them). What reached
+    the trainer can be read back from it rather than inferred from the recipe: GRPO's loss type and
+    clipping, the precision and packing fasttune chose for the device."""
+    import json
+
+    made_by = next(c for c in type(trainer).__mro__ if not c.__module__.startswith("fasttune"))
+    return {"trainer": f"{made_by.__module__}.{made_by.__name__}", "args": json.loads(trainer.args.to_json_string())}
