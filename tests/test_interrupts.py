@@ -178,7 +178,8 @@ def resume_start(run_dir) -> int:
 
 def test_sigterm_then_kill_9_then_resume_ends_where_an_uninterrupted_run_ends_hf(chat_run_hf, tmp_path):
     runs = tmp_path / "runs"
-    args = [*chat_run_hf.args[:-1], "log.report_to=[]", f"log.runs_dir={runs}"]
+    # eval.drift off: these stories are about training and its files, and the drift test reads chat_run_hf
+    args = [*chat_run_hf.args[:-1], "eval.drift=false", "log.report_to=[]", f"log.runs_dir={runs}"]
     _, step, resume = stop_with_a_signal(args, runs, signal.SIGTERM, "SIGTERM")
     killed = kill_9_after_a_checkpoint(resume, runs, after=step)
 
@@ -194,7 +195,7 @@ def test_sigterm_then_kill_9_then_resume_ends_where_an_uninterrupted_run_ends_hf
 def test_ctrl_c_then_resume_ends_where_an_uninterrupted_run_ends_unsloth(chat_run_unsloth, tmp_path):
     """kill -9 is the hf story's alone: what it leaves is the Trainer's last checkpoint, whichever backend."""
     runs = tmp_path / "runs"
-    args = [*chat_run_unsloth.args[:-1], "log.report_to=[]", f"log.runs_dir={runs}"]
+    args = [*chat_run_unsloth.args[:-1], "eval.drift=false", "log.report_to=[]", f"log.runs_dir={runs}"]
     _, step, resume = stop_with_a_signal(args, runs, signal.SIGINT, "Ctrl-C")
     known = set(runs.iterdir())
     result = run_cli(*resume)  # the printed command: train.resume is the interrupted run's folder
