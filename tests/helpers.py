@@ -24,13 +24,14 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 900) -> subproce
     )
 
 
-CHAT_RUN = ("run", "recipes/chat_sft.py", "model.dtype=float32", "train.max_steps=8", "train.save_steps=2",
-            "train.eval_steps=4", "train.warmup_ratio=0", "eval.samples=2", "eval.max_new_tokens=16",
-            "eval.drift_prompts=12")
+CHAT_RUN = ("run", "recipes/chat_sft.py", "model.dtype=float32", "data.eval=0.05", "train.max_steps=8",
+            "train.save_steps=2", "train.eval_steps=4", "train.warmup_ratio=0", "eval.samples=2",
+            "eval.max_new_tokens=16", "eval.drift_prompts=8")
 """The chat recipe, short: fp32 weights on both backends, so a reloaded adapter answers exactly as the
 trained model did (greedy near-ties in bf16 may flip between runs); checkpoints every 2 steps, so the
-resume and kill -9 tests can start from them and must end where this run ended; 12 of the 50 general
-prompts of eval.drift, a quarter of its cost."""
+resume and kill -9 tests can start from them and must end where this run ended. 16 held-out rows (5% of
+the training file, not the recipe's 40-row file: each run and resume measures its eval loss up to four
+times) and 8 of eval.drift's 50 general prompts (two of each kind)."""
 FAKE_KEY = "fasttune-test-key-0123456789abcdef0123"
 WANDB_UNREACHABLE = {"WANDB_API_KEY": FAKE_KEY, "WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_MODE": None}
 """A W&B key with no reachable server: the run must go offline and never write the key down."""
@@ -79,6 +80,9 @@ class NotebookCI:
     """EXTRA overrides, after the notebook's own."""
     eval_rows: int | None = None
     """Held-out rows: the first N of the recipe's eval file (its eval loss costs a forward pass over each)."""
+    drift: bool = True
+    """eval.drift on DRIFT_PROMPTS general prompts; off where the run adds no case to the drift tests (an SFT
+    task like chat_sft's, whose notebook measures it)."""
     export: bool = True
     """Run the cells tagged `export` (export, then chat with the GGUF). Where no test reads the export,
     CI skips them: the export code is the same for every task, and chat_sft's, function_calling's,
@@ -92,14 +96,16 @@ which tests/test_variants.py reads back from the trainer (the default runs in be
 FP32 = "model.dtype=float32"  # where a test compares greedy answers token for token (bf16 near-ties flip)
 NOTEBOOK_CI = {
     "chat_sft": NotebookCI(2, "q4_k_m", ("eval.metric_rows=8", "eval.samples=2"), 8),
-    "classification": NotebookCI(6, "f16", ("model.backend=hf", FP32, "eval.samples=2"), 16),
-    "continued_pretraining": NotebookCI(4, "f16", ("eval.samples=1", "eval.max_new_tokens=8"), 8, export=False),
+    "classification": NotebookCI(6, "f16", ("model.backend=hf", FP32, "eval.samples=2"), 16, drift=False),
+    "continued_pretraining": NotebookCI(4, "f16", ("eval.samples=1", "eval.max_new_tokens=8"), 8, drift=False,
+                                        export=False),
     "dpo": NotebookCI(4, "f16", (FP32, "train.batch_size=2", "train.lr=2e-4"), 8, export=False),
-    "function_calling": NotebookCI(3, "f16", ("eval.metric_rows=4", "eval.samples=4", "eval.max_new_tokens=40"), 4),
+    "function_calling": NotebookCI(3, "f16", ("eval.metric_rows=4", "eval.samples=4", "eval.max_new_tokens=40"), 4,
+                                   drift=False),
     "grpo_math": NotebookCI(2, "f16", ("eval.metric_rows=4", "eval.samples=4", "eval.max_new_tokens=24",
                                        "task.max_completion_length=24", "train.lr=1e-4", *GSPO), 8, export=False),
     "instruct_sft": NotebookCI(4, "f16", ("eval.metric_rows=6", "eval.samples=6", "eval.max_new_tokens=32"), 8,
-                               export=False),
+                               drift=False, export=False),
     "reasoning_sft": NotebookCI(4, "f16", (FP32, "eval.metric_rows=4", "eval.samples=4", "eval.max_new_tokens=48"), 8),
 }
 """The other runs train in the backend's own dtype: bf16 on a CPU with AVX512-BF16 (Unsloth's CPU path,
@@ -107,8 +113,9 @@ with fasttune's fused LoRA steps), fp32 elsewhere."""
 
 
 DRIFT_PROMPTS = 4
-"""eval.drift on 4 general prompts (one of each kind) in every notebook run: its block is in every
-recipe's eval.json (tests/test_notebooks.py), at a tenth of the cost of all 50."""
+"""eval.drift on 4 general prompts (one of each kind) in the notebook runs that measure it: chat_sft's
+(Unsloth, bf16), dpo's (a second, reference adapter beside the trained one), grpo_math's and
+reasoning_sft's (a template with a thinking switch); the others set eval.drift=false (NotebookCI.drift)."""
 
 
 @dataclass
@@ -128,7 +135,8 @@ def execute_notebook(name: str, runs: Path) -> NotebookRun:
     ci = NOTEBOOK_CI[name]
     nb = nbformat.read(ROOT / "colab" / f"{name}.ipynb", as_version=4)
     at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-    extra = [*ci.extra, f"eval.drift_prompts={DRIFT_PROMPTS}", f"log.runs_dir={runs}"]
+    drift = f"eval.drift_prompts={DRIFT_PROMPTS}" if ci.drift else "eval.drift=false"
+    extra = [*ci.extra, drift, f"log.runs_dir={runs}"]
     if ci.eval_rows:
         from fasttune.recipe import load_recipe
 

@@ -90,3 +90,8 @@ def test_plan_shows_what_auto_means_on_a_gpu_and_counts_it():
     lines = []
     plan.print_report(auto, lambda text, **kwargs: lines.append(text))
     assert any("gradient checkpointing on (auto: on with a GPU)" in line for line in lines)
+    dora = plan.report(apply_overrides(recipe, ["model.lora.use_dora=true"]), 16.0)
+    assert auto["not_counted"] == [] and dora["not_counted"] == [plan.DORA_NOTE]  # said, not silently left out
+    lines = []
+    plan.print_report(dora, lambda text, **kwargs: lines.append(text))
+    assert lines[-1] == f"Not in the estimate: {plan.DORA_NOTE}."

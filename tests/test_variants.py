@@ -21,8 +21,8 @@ def test_dora_and_rslora_reach_the_adapter_and_train(tmp_path):
     held_out = tmp_path / "eval.jsonl"
     held_out.write_text("".join((ROOT / "recipes/data/chat_eval.jsonl").read_text().splitlines(True)[:4]))
     result = invoke("run", "recipes/chat_sft.py", "model.backend=hf", "model.dtype=float32", "model.lora.r=8",
-                    "model.lora.target_modules=[q_proj,v_proj,down_proj]", "model.lora.use_dora=true", "model.lora.use_rslora=true", "train.max_steps=3",
-                    "train.batch_size=4", "train.warmup_ratio=0", "eval.samples=0", "eval.drift=false",
+                    "model.lora.target_modules=[q_proj,v_proj,down_proj]", "model.lora.use_dora=true", "model.lora.use_rslora=true", "train.max_steps=2",
+                    "train.batch_size=2", "train.warmup_ratio=0", "eval.samples=0", "eval.drift=false",
                     "log.report_to=[]", f"data.eval={held_out}", f"log.runs_dir={tmp_path / 'runs'}")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     [run] = list((tmp_path / "runs").iterdir())
