@@ -99,8 +99,8 @@ def test_every_run_reports_drift_and_it_rises_with_the_learning_rate(chat_run_hf
     held_out = tmp_path / "eval.jsonl"
     held_out.write_text("".join((ROOT / "recipes/data/chat_eval.jsonl").read_text().splitlines(True)[:4]))
     lr = json.loads((chat_run_hf.path / "config.json").read_text())["train"]["lr"]
-    # ten times the learning rate, for the same 8 steps on a quarter of the rows (batch 2, not 8): fewer
-    # updates of the same size would drift less, so a higher figure is the learning rate's doing
+    # ten times the learning rate, for the same 8 updates, each from half the rows (batch 2, not 4): less
+    # data rather than more, so a higher figure is the learning rate's doing
     result = invoke("run", "recipes/chat_sft.py", "model.backend=hf", "model.dtype=float32", "train.max_steps=8",
                     f"train.lr={lr * 10}", "train.batch_size=2", "train.warmup_ratio=0", "eval.samples=0",
                     "eval.max_new_tokens=8", "eval.drift_prompts=8", "log.report_to=[]", f"data.eval={held_out}",

@@ -97,7 +97,8 @@ def test_samples_show_before_and_after(finished_run):
     _, run_dir, _ = finished_run
     samples = (run_dir / "samples.md").read_text()
     assert samples.count("**before:**") == 2 and samples.count("**after:**") == 2
-    assert "What is the capital of France?" in samples
+    first = json.loads((run_dir / "eval_prompts.json").read_text())[0]["prompt"]  # the first held-out conversation
+    assert first[-1]["content"] in samples
 
 
 def test_wandb_ran_offline_and_the_key_was_never_written(finished_run):
