@@ -15,6 +15,7 @@ model generates only the changed answers samples.md shows.
 from __future__ import annotations
 
 import inspect
+import statistics
 
 from fasttune.drift_prompts import PROMPTS
 
@@ -50,7 +51,7 @@ def measure(model, tokenizer, task, cfg, prompts: list[str] = PROMPTS, max_new_t
                                              max_new_tokens)[1])) if redo else {}
     finally:
         tokenizer.padding_side = side
-    return {"kl_mean": round(sum(kls) / len(kls), 6), "kl_p95": round(percentile(kls, 95), 6),
+    return {"kl_mean": round(sum(kls) / len(kls), 6), "kl_p95": round(p95(kls), 6),
             "answers_changed": sum(changed), "prompts": len(prompts), "max_new_tokens": max_new_tokens,
             "examples": [{"prompt": prompts[i], "base": base_answers[i], "tuned": tuned.get(i, base_answers[i])}
                          for i in shown]}
@@ -110,13 +111,9 @@ def _batch(model, tokenizer, batch, max_new_tokens: int) -> tuple[list[float], l
     return per_prompt, moved, base_answers
 
 
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile, linearly interpolated between the two nearest values (numpy's default)."""
-    ordered = sorted(values)
-    at = (len(ordered) - 1) * q / 100
-    low = int(at)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (at - low)
+def p95(values: list[float]) -> float:
+    """The 95th percentile, interpolated between the two nearest values (numpy's default method)."""
+    return values[0] if len(values) == 1 else statistics.quantiles(values, n=20, method="inclusive")[-1]
 
 
 def summary_line(drift: dict) -> str:

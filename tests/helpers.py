@@ -24,6 +24,13 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 900) -> subproce
     )
 
 
+def first_rows(source: str, count: int, dest: Path) -> Path:
+    """`dest` holding the first `count` rows of the data file `source` (relative to the repository): a
+    short held-out set, so that a test run's eval loss and metric stay cheap."""
+    dest.write_text("".join((ROOT / source).read_text().splitlines(True)[:count]))
+    return dest
+
+
 CHAT_RUN = ("run", "recipes/chat_sft.py", "model.dtype=float32", "data.eval=0.05", "train.max_steps=8",
             "train.save_steps=2", "train.eval_steps=4", "train.warmup_ratio=0", "eval.samples=2",
             "eval.max_new_tokens=16", "eval.drift_prompts=8")
@@ -140,9 +147,8 @@ def execute_notebook(name: str, runs: Path) -> NotebookRun:
     if ci.eval_rows:
         from fasttune.recipe import load_recipe
 
-        held_out = runs.with_name(f"{runs.name}-eval.jsonl")
-        lines = Path(load_recipe(ROOT / "recipes" / f"{name}.py").data.eval).read_text().splitlines(True)
-        held_out.write_text("".join(lines[:ci.eval_rows]))
+        held_out = first_rows(load_recipe(ROOT / "recipes" / f"{name}.py").data.eval, ci.eval_rows,
+                              runs.with_name(f"{runs.name}-eval.jsonl"))
         extra.append(f"data.eval={held_out}")
     parameters = f"MAX_STEPS = {ci.steps}\nEXPORT_QUANT = {ci.quant!r}\nEXTRA = {extra!r}"
     nb.cells.insert(at + 1, nbformat.v4.new_code_cell(parameters))

@@ -9,7 +9,7 @@ import pytest
 
 from fasttune.config import Train
 from fasttune.evaluate import divergence, divergence_warning
-from helpers import ROOT, invoke
+from helpers import first_rows, invoke
 
 
 def test_a_held_out_loss_clearly_above_its_start_is_divergence():
@@ -42,8 +42,7 @@ def test_the_warning_names_the_figures_and_the_usual_causes():
 def test_a_run_whose_loss_runs_away_finishes_with_a_warning_and_diverged_recorded(tmp_path):
     """Its own run: divergence needs a learning rate no shared run has. The hf backend trains in this
     process; 3 steps of one row of at most 64 tokens and 2 held-out rows keep it short."""
-    held_out = tmp_path / "eval.jsonl"
-    held_out.write_text("".join((ROOT / "recipes/data/chat_eval.jsonl").read_text().splitlines(True)[:2]))
+    held_out = first_rows("recipes/data/chat_eval.jsonl", 2, tmp_path / "eval.jsonl")
     result = invoke("run", "recipes/chat_sft.py", "model.backend=hf", "train.lr=1e6", "train.max_steps=3",
                     "train.batch_size=1", "data.max_seq_length=64", "eval.samples=0", "eval.drift=false", "log.report_to=[]",
                     f"data.eval={held_out}", f"log.runs_dir={tmp_path / 'runs'}")

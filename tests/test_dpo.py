@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import ROOT, invoke
+from helpers import first_rows, invoke
 
 EVAL_PAIRS = 8
 
@@ -44,8 +44,7 @@ def dpo_run(notebook_run, tmp_path_factory):
     """The dpo notebook's run (a few steps, tests/helpers.py NOTEBOOK_CI): preference accuracy on the first
     EVAL_PAIRS held-out pairs, which eval_file holds."""
     run_dir = notebook_run("dpo").path
-    eval_file = tmp_path_factory.mktemp("dpo") / "pairs_eval.jsonl"
-    eval_file.write_text("".join((ROOT / "recipes/data/pref_eval.jsonl").read_text().splitlines(True)[:EVAL_PAIRS]))
+    eval_file = first_rows("recipes/data/pref_eval.jsonl", EVAL_PAIRS, tmp_path_factory.mktemp("dpo") / "pairs_eval.jsonl")
     return run_dir, json.loads((run_dir / "eval.json").read_text()), eval_file
 
 

@@ -12,7 +12,7 @@ import torch
 
 from fasttune import tasks
 from fasttune.config import Eval
-from fasttune.drift import PROMPTS, measure, percentile, summary_line
+from fasttune.drift import PROMPTS, measure, p95, summary_line
 from fasttune.drift_prompts import ARITHMETIC, CODE, EVERYDAY, LANGUAGES
 from fasttune.errors import ConfigError
 
@@ -74,21 +74,24 @@ def test_a_model_without_an_adapter_is_skipped_with_its_reason(chat_tokenizer):
     assert Evaluator(tasks.ChatSFT(), [], Eval(drift=False)).drift(None, plain, chat_tokenizer) is None  # eval.drift=false
 
 
-def test_the_general_prompts_and_the_percentile():
+def test_the_general_prompts_and_the_95th_percentile():
     assert len(PROMPTS) == 50 and len(set(PROMPTS)) == 50
     kinds = (EVERYDAY, CODE, ARITHMETIC, LANGUAGES)
     assert [sum(p in kind for kind in kinds) for p in PROMPTS] == [1] * 50  # every prompt of one kind
     assert all(PROMPTS[i] in kinds[i] for i in range(4))  # eval.drift_prompts=4 asks one of each
     with pytest.raises(ConfigError, match="eval.drift_prompts must be between 1 and 50, got 51"):
         Eval(drift_prompts=51)
-    assert percentile([3.0, 1.0, 2.0], 50) == 2.0 and percentile([0.0, 10.0], 95) == pytest.approx(9.5)
+    import numpy as np
+
+    for values in ([0.0, 10.0], [3.0, 1.0, 2.0, 7.5, 0.25], [0.4]):  # eval.drift_prompts=1 too
+        assert p95(values) == pytest.approx(np.percentile(values, 95))
     data = "".join(path.read_text() for path in (ROOT / "recipes/data").glob("*.jsonl"))
     assert not any(p in data for p in PROMPTS)  # no recipe's data
 
 
 @pytest.mark.e2e
 def test_every_run_reports_drift_and_it_rises_with_the_learning_rate(chat_run_hf, tmp_path):
-    from helpers import invoke
+    from helpers import first_rows, invoke
 
     drift = json.loads((chat_run_hf.path / "eval.json").read_text())["drift"]
     assert set(drift) == {"kl_mean", "kl_p95", "answers_changed", "prompts", "max_new_tokens"}
@@ -96,8 +99,7 @@ def test_every_run_reports_drift_and_it_rises_with_the_learning_rate(chat_run_hf
     assert f"General answers changed on {drift['answers_changed']}/8 prompts" in chat_run_hf.output
     samples = (chat_run_hf.path / "samples.md").read_text()
     assert "# General prompts" in samples and samples.count("- **base:**") == 3
-    held_out = tmp_path / "eval.jsonl"
-    held_out.write_text("".join((ROOT / "recipes/data/chat_eval.jsonl").read_text().splitlines(True)[:4]))
+    held_out = first_rows("recipes/data/chat_eval.jsonl", 4, tmp_path / "eval.jsonl")
     lr = json.loads((chat_run_hf.path / "config.json").read_text())["train"]["lr"]
     # ten times the learning rate, for the same 8 updates, each from half the rows (batch 2, not 4): less
     # data rather than more, so a higher figure is the learning rate's doing

@@ -67,8 +67,8 @@ def test_grpo_losses_are_the_installed_trls_and_are_refused_before_anything_load
         GRPO(rewards=[rewards.json_valid()], loss_type="gspo")
     with pytest.raises(ConfigError, match="'luspo' needs task.importance_sampling_level='sequence'"):
         GRPO(rewards=[rewards.json_valid()], loss_type="luspo")
-    for bad, message in (({"importance_sampling_level": "row"}, "must be 'token' or 'sequence', got 'row'"),
-                         ({"scale_rewards": "std"}, "must be 'group', 'batch' or 'none', got 'std'"),
+    for bad, message in (({"importance_sampling_level": "row"}, "must be one of token, sequence, got 'row'"),
+                         ({"scale_rewards": "std"}, "must be one of group, batch, none, got 'std'"),
                          ({"epsilon_high": 0.0}, "must be positive"), ({"num_iterations": 0}, "at least 1")):
         with pytest.raises(ConfigError, match=message):
             GRPO(rewards=[rewards.json_valid()], **bad)

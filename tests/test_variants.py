@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from helpers import ROOT, invoke
+from helpers import first_rows, invoke
 
 pytestmark = pytest.mark.e2e
 
@@ -18,8 +18,7 @@ pytestmark = pytest.mark.e2e
 def test_dora_and_rslora_reach_the_adapter_and_train(tmp_path):
     from safetensors.torch import load_file
 
-    held_out = tmp_path / "eval.jsonl"
-    held_out.write_text("".join((ROOT / "recipes/data/chat_eval.jsonl").read_text().splitlines(True)[:4]))
+    held_out = first_rows("recipes/data/chat_eval.jsonl", 4, tmp_path / "eval.jsonl")
     result = invoke("run", "recipes/chat_sft.py", "model.backend=hf", "model.dtype=float32", "model.lora.r=8",
                     "model.lora.target_modules=[q_proj,v_proj,down_proj]", "model.lora.use_dora=true", "model.lora.use_rslora=true", "train.max_steps=2",
                     "train.batch_size=2", "train.warmup_ratio=0", "eval.samples=0", "eval.drift=false",
@@ -51,8 +50,7 @@ def test_grpo_gspo_reaches_the_trainer(notebook_run):
 def test_orpo_and_simpo_train_without_a_reference_and_score_real_pairs(loss, trainer, tmp_path):
     """Two steps on the dpo recipe, in this process (the hf backend): the trainer TRL built, its loss
     settings as it holds them, and preference accuracy from the model's log-probabilities."""
-    held_out = tmp_path / "pairs.jsonl"
-    held_out.write_text("".join((ROOT / "recipes/data/pref_eval.jsonl").read_text().splitlines(True)[:4]))
+    held_out = first_rows("recipes/data/pref_eval.jsonl", 4, tmp_path / "pairs.jsonl")
     result = invoke("run", "recipes/dpo.py", "model.backend=hf", "model.dtype=float32", f"task.loss_type={loss}",
                     "train.max_steps=2", "train.batch_size=2", "train.lr=1e-3", "eval.samples=0", "eval.drift=false",
                     "log.report_to=[]", f"data.eval={held_out}", f"log.runs_dir={tmp_path / 'runs'}")

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Literal
+from typing import Any, Callable, ClassVar, Literal, get_args
 
 from fasttune.data.prepare import PrepStats, to_dataset
 from fasttune.data.validate import blank, missing
 from fasttune.errors import ConfigError, RewardError
+from fasttune.profiles import version
 from fasttune.tasks import trl_choices
 from fasttune.tasks.base import TRAINED_CLOSE, TRAINED_OPEN, RowView, Task, message_problems, prompt_messages
 
@@ -42,6 +43,10 @@ def checked(fn: Callable) -> Callable:
 
     reward.__name__ = name
     return reward
+
+
+Level = Literal["token", "sequence"]
+Scaling = Literal["group", "batch", "none"]
 
 
 @dataclass
@@ -69,7 +74,7 @@ class GRPO(Task):
     favours short right answers), 'bnpo' (over the batch's tokens), 'dr_grpo' (over a constant,
     max_completion_length: Dr. GRPO), 'dapo' (over the accumulated batch's tokens: DAPO, TRL's
     default), or another loss the installed TRL lists."""
-    importance_sampling_level: Literal["token", "sequence"] = "token"
+    importance_sampling_level: Level = "token"
     """Importance ratio per token, or per completion from its tokens' mean log-ratio ('sequence': GSPO,
     which pairs it with loss_type='grpo')."""
     epsilon: float = 0.2
@@ -79,7 +84,7 @@ class GRPO(Task):
     num_iterations: int = 1
     """Updates per generated batch. With 1 the policy that sampled is the one updated, its importance
     ratio is 1, and clipping never binds: epsilon and epsilon_high act from 2."""
-    scale_rewards: Literal["group", "batch", "none"] = "group"
+    scale_rewards: Scaling = "group"
     """Advantages divided by the rewards' standard deviation in the prompt's group, in the batch, or not
     at all ('none': Dr. GRPO, which finds the division biases toward questions that are too easy or hard)."""
     mask_truncated_completions: bool = False
@@ -104,17 +109,16 @@ class GRPO(Task):
         """The loss options, against the installed TRL (tasks/trl_choices.py), before any model loads."""
         losses = trl_choices.listed("trainer/grpo_config.py", "GRPOConfig", "loss_type")
         if losses and self.loss_type not in losses:
-            raise ConfigError(f"task.loss_type={self.loss_type!r}: the installed TRL ({trl_choices.version()}) "
+            raise ConfigError(f"task.loss_type={self.loss_type!r}: the installed TRL ({version('trl')}) "
                               f"has the GRPO losses {', '.join(losses)}")
         # the pairings TRL 1.16's GRPOTrainer refuses when it starts, after the model has loaded
         needs = {"luspo": "sequence", "vespo": "token"}.get(self.loss_type)
         if needs and self.importance_sampling_level != needs:
             raise ConfigError(f"task.loss_type={self.loss_type!r} needs task.importance_sampling_level={needs!r}")
-        if self.importance_sampling_level not in ("token", "sequence"):
-            raise ConfigError(f"task.importance_sampling_level must be 'token' or 'sequence', "
-                              f"got {self.importance_sampling_level!r}")
-        if self.scale_rewards not in ("group", "batch", "none"):
-            raise ConfigError(f"task.scale_rewards must be 'group', 'batch' or 'none', got {self.scale_rewards!r}")
+        for name, kind in (("importance_sampling_level", Level), ("scale_rewards", Scaling)):
+            value = getattr(self, name)  # a recipe file builds the task without the override parser's check
+            if value not in get_args(kind):
+                raise ConfigError(f"task.{name} must be one of {', '.join(get_args(kind))}, got {value!r}")
         if not self.epsilon > 0 or (self.epsilon_high is not None and not self.epsilon_high > 0):
             raise ConfigError(f"task.epsilon and task.epsilon_high must be positive, got {self.epsilon} and "
                               f"{self.epsilon_high}")

@@ -49,14 +49,3 @@ def _help(value: ast.expr | None) -> str:
             except (ValueError, AttributeError):
                 return ""
     return ""
-
-
-def version() -> str:
-    """The installed TRL's version, for messages."""
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as package_version
-
-    try:
-        return package_version("trl")
-    except PackageNotFoundError:
-        return "not installed"
