@@ -39,6 +39,11 @@ class ExportError(FasttuneError, ValueError):
     label = "Export error"
 
 
+class GoTemplateError(ExportError):
+    """A Modelfile TEMPLATE uses Go template constructs that fasttune's renderer of them
+    (fasttune/export/go_template.py) does not implement, or is malformed."""
+
+
 class RequestError(FasttuneError, ValueError):
     """An HTTP request `fasttune serve` understood and refuses: answered with `status` (400 unless said)
     and this message, in OpenAI's error shape; `param` names the request field at fault."""

@@ -61,6 +61,12 @@ def test_export_keeps_the_thinking_template(run_dir):
     assert f'TEMPLATE """{THINK_CHATML_TEMPLATE}"""' in (out / "model-f16.Modelfile").read_text()
     [gguf] = [e for e in json.loads((out / "export.json").read_text())["exports"] if e["format"] == "gguf"]
     assert gguf["verification"]["total_tokens"] > 0
+    # thinking on and off render to training's tokens through the GGUF's template and the Modelfile's
+    conformance = gguf["template_conformance"]
+    assert {"thinking_on", "thinking_off"} <= set(conformance["cases"]) and not conformance["problems"]
+    for renderer in ("gguf_transformers", "gguf_llama_cpp", "ollama"):
+        assert {"thinking_on", "thinking_off"} <= set(conformance["renderers"][renderer]), renderer
+    assert conformance["identical"] == conformance["compared"]
 
 
 def test_chat_toggles_thinking_on_the_run_folder_merged_folder_and_gguf(run_dir):

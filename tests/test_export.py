@@ -82,6 +82,44 @@ def test_modelfile_names_the_file_and_the_template(exported):
     assert 'SYSTEM """You are a helpful AI assistant named SmolLM' in text  # the template's default system turn
 
 
+def test_every_gguf_prompts_the_model_as_training_did(exported):
+    """export.json's template_conformance: each fixed conversation renders to training's token ids
+    through the GGUF's own template (transformers' and llama-cpp-python's Jinja) and through the
+    Modelfile (Ollama's Go template, with the Modelfile's SYSTEM where a conversation has none)."""
+    _, report = exported
+    for record in (e for e in report["exports"] if e["format"] == "gguf"):
+        conformance = record["template_conformance"]
+        assert conformance["problems"] == [], conformance["problems"]
+        assert conformance["cases"] == ["system_prompt", "no_system_prompt", "multi_turn"]
+        assert conformance["identical"] == conformance["compared"] == 9
+        assert conformance["renderers"]["ollama"] == conformance["cases"]
+        stop = conformance["stop"]
+        assert stop["end_of_turn"]["text"] == "<|im_end|>" and stop["gguf_eos_id"] == stop["end_of_turn"]["id"]
+        assert stop["llama_cpp_stops_on_it"] and stop["modelfile_stops_on_it"]
+
+
+def test_a_modelfile_that_prompts_otherwise_fails_the_export_and_leaves_nothing(exported, run_dir, tmp_path,
+                                                                                monkeypatch):
+    """The Go template fasttune wrote before this check: `.System` before the messages, which Ollama
+    also keeps in `.Messages`, so the system prompt came twice. The export now names the first
+    differing token and removes the GGUF and its Modelfile."""
+    from fasttune.errors import ExportError
+    from fasttune.export import modelfile, pipeline
+    from fasttune.run_folder import open_run
+
+    monkeypatch.setattr(modelfile, "CHATML_TEMPLATE", "{{- if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n"
+                        "{{ end }}" + modelfile.CHATML_TEMPLATE)
+    out, _ = exported
+    job = pipeline.Job(open_run(run_dir), tmp_path, ["f16"], verify_prompts=0, verify_tokens=8, say=print,
+                       merged_dir=out / "merged", ledger=pipeline.Ledger(tmp_path, run_dir), merge_info={})
+    with pytest.raises(ExportError) as refused:
+        pipeline.WRITERS["gguf"](job)
+    said = str(refused.value)
+    assert "case 'system_prompt': the ollama render differs from training's at token" in said, said
+    assert "'text': 'user'}, ollama has {" in said and "'text': 'system'}" in said  # a second system turn
+    assert not list(tmp_path.glob("model-*")), "the GGUF or its Modelfile was left behind"
+
+
 def test_chat_answers_the_same_through_run_merged_and_gguf(run_dir, exported):
     out, _ = exported
     answers = {}

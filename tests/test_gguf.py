@@ -133,20 +133,42 @@ def tiny_model(kind: str, folder, smollm2):
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
         if (source / name).is_file():
             shutil.copy(source / name, folder / name)
+    if kind == "gemma3":  # the base model has no template: training gives it Gemma's turns, saved with it
+        from transformers import AutoTokenizer
+
+        from fasttune.chat_template import set_chat_template
+
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        assert set_chat_template(tokenizer).name == "gemma"
+        tokenizer.save_pretrained(folder)
     return model
+
+
+@pytest.fixture(scope="module")
+def tiny_ggufs(smollm2, tmp_path_factory):
+    """kind -> (the random model, its folder, its f16 GGUF), each built and converted once."""
+    made = {}
+
+    def get(kind: str):
+        if kind not in made:
+            out = tmp_path_factory.mktemp(kind)
+            model = tiny_model(kind, out / kind, smollm2)
+            made[kind] = model, out / kind, export.write_gguf(out / kind, out / f"{kind}.gguf", "f16")
+        return made[kind]
+
+    return get
 
 
 # Qwen folders are left out: transformers gives them Qwen's pre-tokenizer whatever tokenizer.json says,
 # and llama.cpp's converter rightly refuses that over SmolLM2's vocabulary (no real model has it).
 @pytest.mark.parametrize("kind", ["llama", "mistral", "gemma3"])
-def test_architectures_match_transformers_logits(kind, smollm2, tmp_path):
+def test_architectures_match_transformers_logits(kind, tiny_ggufs):
     """q/k permutation and biases (llama), Llama-3 rope factors, an untied output (mistral), Gemma 3's
     single KV head, q/k norms, sliding window and SentencePiece vocabulary: llama.cpp's logits on the
     f16 file equal transformers'."""
     import llama_cpp
 
-    model = tiny_model(kind, tmp_path / kind, smollm2)
-    path = export.write_gguf(tmp_path / kind, tmp_path / f"{kind}.gguf", "f16")
+    model, _, path = tiny_ggufs(kind)
     ids = [1, 4093, 198, 1780, 314, 260, 3575, 282, 4649, 47, 2, 198, 1, 520, 9531, 198, 504, 3575]
     with torch.no_grad():
         expected = model(torch.tensor([ids])).logits[0].numpy()
@@ -158,6 +180,33 @@ def test_architectures_match_transformers_logits(kind, smollm2, tmp_path):
         llm.close()
     assert (got.argmax(-1) == expected.argmax(-1)).all()
     assert np.abs(got - expected).max() < 0.1, np.abs(got - expected).max()  # f16 weights; logits ~±9
+
+
+def test_gemma_turns_prompt_the_model_as_training_did_in_every_runtime(tiny_ggufs, tmp_path):
+    """Gemma's turns (no system role: the system text opens the first user turn; BOS from the tokenizer
+    in Ollama, from the template elsewhere) render to training's token ids through the GGUF's template
+    and the Modelfile's Go template, and every runtime stops on <end_of_turn>, not on Gemma's <eos>."""
+    from transformers import AutoTokenizer
+
+    from fasttune.export import conformance
+    from fasttune.export.modelfile import write_modelfile
+
+    _, folder, path = tiny_ggufs("gemma3")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    modelfile = tmp_path / "model.Modelfile"
+    write_modelfile(modelfile, path.name, tokenizer)
+    record = conformance.check(path, modelfile, tokenizer)
+    assert record["problems"] == [] and record["identical"] == record["compared"] == 9, record
+    assert record["renderers"]["ollama"] == ["system_prompt", "no_system_prompt", "multi_turn"]
+    stop = record["stop"]
+    assert stop["end_of_turn"] == {"id": 106, "text": "<end_of_turn>"} and stop["gguf_eos_id"] == 1
+    assert stop["llama_cpp_stops_on_it"] and stop["modelfile_stop"] == ["<end_of_turn>"]
+    # a twin that gives the system prompt a turn of its own (Gemma has no system role) is caught
+    modelfile.write_text(modelfile.read_text().replace("{{ $system = .Content }}",
+                                                       "<start_of_turn>system\n{{ .Content }}<end_of_turn>\n"))
+    drifted = conformance.check(path, modelfile, tokenizer)["first_difference"]
+    assert (drifted["case"], drifted["renderer"]) == ("system_prompt", "ollama")
+    assert drifted["training"]["text"] == "user" and drifted["ollama"]["text"] == "system"
 
 
 def test_an_architecture_llama_cpp_cannot_convert_is_refused_in_its_words(smollm2, tmp_path):

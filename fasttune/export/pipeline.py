@@ -4,11 +4,15 @@
     merged  -> RUN/export/merged/             16-bit HF folder (fasttune/export/merged.py)
     gguf    -> RUN/export/model-<quant>.gguf  + <name>.Modelfile for Ollama (fasttune/export/gguf.py)
 
+Each GGUF and its Modelfile must render a fixed set of conversations to the token ids training gave
+(fasttune/export/conformance.py, export.json's `template_conformance`), or they are removed and the
+export fails with the first difference.
+
 The formats and quantizations are the table in fasttune/export/formats.py; WRITERS below holds one
 function per format. The export reads the run folder only (fasttune/run_folder.py).
 
-Nothing is downloaded or compiled: the GGUF is written by the `gguf` package and k-quants come
-from the llama.cpp quantizer inside llama-cpp-python. Each GGUF is then checked: llama.cpp's greedy
+Nothing is compiled: the GGUF is written by llama.cpp's own converter (fasttune/export/gguf.py) and
+k-quants come from the llama.cpp quantizer inside llama-cpp-python. Each GGUF is then checked: llama.cpp's greedy
 answers to the run's held-out prompts are compared token by token with the merged HF model's, and
 the agreement goes into export.json. Every output is written under a temporary name and renamed,
 and an existing output is an error unless `force` is set; `force` replaces only outputs that
@@ -190,6 +194,7 @@ def _ensure_merged(job: Job) -> Path:
 def _gguf(job: Job) -> None:
     from transformers import AutoTokenizer
 
+    from fasttune.export import conformance as template_conformance
     from fasttune.export.modelfile import write_modelfile
     from fasttune.export.verify import agreement, held_out_texts, hf_greedy
 
@@ -206,6 +211,14 @@ def _gguf(job: Job) -> None:
         modelfile = path.with_suffix(".Modelfile")
         write_modelfile(modelfile, path.name, tokenizer)
         info["modelfile"] = str(modelfile)
+        info["template_conformance"] = conformance = template_conformance.check(path, modelfile, tokenizer)
+        if conformance["problems"]:  # a runtime would prompt the model otherwise than training did
+            path.unlink(missing_ok=True)
+            modelfile.unlink(missing_ok=True)
+            raise ExportError(f"{path.name} would not be prompted as the model was trained, so it and its Modelfile "
+                              f"were removed: {'; '.join(conformance['problems'])}")
+        job.say(f"{path.name}: the template renders as in training ({conformance['identical']}/"
+                f"{conformance['compared']} renders of {len(conformance['cases'])} conversations identical)")
         if unverified:
             info["verification"] = {"skipped": unverified}
             job.say(f"{path.name}: not verified ({unverified})")
