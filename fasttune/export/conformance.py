@@ -30,7 +30,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-
 TOOL = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city.",
                                          "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
                                                         "required": ["city"]}}}

@@ -55,7 +55,8 @@ def parse(template: str) -> list:
     else_body), ("range", names, expr, body), ("break",), ("continue",)."""
     pieces, at = [], 0
     for match in ACTION.finditer(template):
-        pieces += [["text", template[at:match.start()]], ["action", match.group(2).strip(), match.group(1), match.group(3)]]
+        pieces += [["text", template[at:match.start()]],
+                   ["action", match.group(2).strip(), match.group(1), match.group(3)]]
         at = match.end()
     pieces.append(["text", template[at:]])
     for i, piece in enumerate(pieces):  # a trim marker takes all the whitespace beside it
