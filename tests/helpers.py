@@ -164,3 +164,21 @@ def execute_notebook(name: str, runs: Path) -> NotebookRun:
     outputs = "\n".join(o.get("text", "") + "\n" + json.dumps(o.get("data", {})) for c in nb.cells
                         if c.cell_type == "code" for o in c.outputs)
     return NotebookRun(path, outputs)
+
+
+PEAK = ("import re\n"
+        "def peak():  # KiB; VmHWM is this process's own high-water mark (ru_maxrss keeps the forking parent's)\n"
+        "    return int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n")
+
+
+def merge_peak(base, adapter, out) -> tuple[int, int]:
+    """Merge in a process of its own: (peak RSS after its imports, peak RSS at the end), in bytes."""
+    code = (PEAK + "from pathlib import Path\nfrom fasttune.export.merged import merge_folders\n"
+            "import peft, safetensors, torch, transformers\n"
+            "before = peak()\n"
+            f"merge_folders(Path({str(base)!r}), Path({str(adapter)!r}), Path({str(out)!r}))\n"
+            "print(before, peak())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    before, after = done.stdout.split()[-2:]
+    return int(before) * 1024, int(after) * 1024

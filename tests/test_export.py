@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import invoke
+from helpers import invoke, merge_peak
 
 pytestmark = pytest.mark.e2e  # trains or converts the embedded model: minutes on CPU
 
@@ -51,6 +52,7 @@ def test_merged_matches_the_adapter_model(run_dir, exported):
     out, report = exported
     merged_info = next(e for e in report["exports"] if e["format"] == "merged")
     assert merged_info["dtype"] == "float16" and "original checkpoint" in merged_info["base_weights"]
+    assert merged_info["merge"] == "streamed, one tensor at a time"
     tokenizer = AutoTokenizer.from_pretrained(out / "merged")
     ids = tokenizer.apply_chat_template([{"role": "user", "content": PROMPT}], add_generation_prompt=True,
                                         return_tensors="pt", return_dict=True)["input_ids"]
@@ -62,6 +64,18 @@ def test_merged_matches_the_adapter_model(run_dir, exported):
     # float16 storage rounds each weight by ~1e-3 relative; logits stay within a few hundredths
     assert (merged_logits - adapter_logits).abs().max() < 0.1
     assert torch.equal(merged_logits[0, -1].argmax(), adapter_logits[0, -1].argmax())
+
+
+def test_the_merge_needs_little_ram_beside_its_imports(run_dir, tmp_path):
+    """SmolLM2's checkpoint is one 538 MB float32 shard. The merge, in a process of its own, peaks within
+    that shard plus 1 GiB, and rises over its imports by less than half the shard: the whole-model
+    merge rose by more than the shard (a float32 model, then its 16-bit copy; 845 MB here)."""
+    from fasttune import models
+
+    shard = (Path(models.resolve(models.EMBEDDED)) / "model.safetensors").stat().st_size
+    imports, peak = merge_peak(models.resolve(models.EMBEDDED), run_dir / "adapter", tmp_path / "merged")
+    print(f"shard {shard / 2**20:.0f} MiB, imports {imports / 2**20:.0f} MiB, peak {peak / 2**20:.0f} MiB")
+    assert peak <= shard + 2**30 and peak - imports < shard / 2
 
 
 def test_f16_gguf_answers_exactly_like_the_merged_model(exported):
