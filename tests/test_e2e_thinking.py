@@ -66,7 +66,12 @@ def test_export_keeps_the_thinking_template(run_dir):
     assert {"thinking_on", "thinking_off"} <= set(conformance["cases"]) and not conformance["problems"]
     for renderer in ("gguf_transformers", "gguf_llama_cpp", "ollama"):
         assert {"thinking_on", "thinking_off"} <= set(conformance["renderers"][renderer]), renderer
-    assert conformance["identical"] == conformance["compared"]
+    assert conformance["same_text"] == conformance["compared"]
+    # llama.cpp's SmolLM2 tokenizer splits whitespace before a digit otherwise than the model's own
+    # ("</think>\n\n5": "\n\n" + "5" against "\n" + "\n" + "5"): recorded and said, not a template problem
+    split = conformance["tokenizer_differences"]
+    assert split and {d["case"] for d in split} <= {"thinking_on", "thinking_off"}
+    assert (split[0]["training"]["text"], split[0][split[0]["renderer"]]["text"]) == ("\n", "\n\n")
 
 
 def test_chat_toggles_thinking_on_the_run_folder_merged_folder_and_gguf(run_dir):

@@ -105,7 +105,8 @@ def test_every_gguf_prompts_the_model_as_training_did(exported):
         conformance = record["template_conformance"]
         assert conformance["problems"] == [], conformance["problems"]
         assert conformance["cases"] == ["system_prompt", "no_system_prompt", "multi_turn"]
-        assert conformance["identical"] == conformance["compared"] == 9
+        assert conformance["same_text"] == conformance["identical"] == conformance["compared"] == 9
+        assert conformance["tokenizer_differences"] == []
         assert conformance["renderers"]["ollama"] == conformance["cases"]
         stop = conformance["stop"]
         assert stop["end_of_turn"]["text"] == "<|im_end|>" and stop["gguf_eos_id"] == stop["end_of_turn"]["id"]

@@ -196,7 +196,7 @@ def test_gemma_turns_prompt_the_model_as_training_did_in_every_runtime(tiny_gguf
     modelfile = tmp_path / "model.Modelfile"
     write_modelfile(modelfile, path.name, tokenizer)
     record = conformance.check(path, modelfile, tokenizer)
-    assert record["problems"] == [] and record["identical"] == record["compared"] == 9, record
+    assert record["problems"] == [] and record["same_text"] == record["identical"] == record["compared"] == 9, record
     assert record["renderers"]["ollama"] == ["system_prompt", "no_system_prompt", "multi_turn"]
     stop = record["stop"]
     assert stop["end_of_turn"] == {"id": 106, "text": "<end_of_turn>"} and stop["gguf_eos_id"] == 1

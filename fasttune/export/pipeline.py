@@ -217,8 +217,12 @@ def _gguf(job: Job) -> None:
             modelfile.unlink(missing_ok=True)
             raise ExportError(f"{path.name} would not be prompted as the model was trained, so it and its Modelfile "
                               f"were removed: {'; '.join(conformance['problems'])}")
-        job.say(f"{path.name}: the template renders as in training ({conformance['identical']}/"
-                f"{conformance['compared']} renders of {len(conformance['cases'])} conversations identical)")
+        job.say(f"{path.name}: the template renders as in training ({conformance['same_text']}/"
+                f"{conformance['compared']} renders of {len(conformance['cases'])} conversations identical, "
+                f"{conformance['identical']} of them in token ids too)")
+        for split in conformance["tokenizer_differences"][:1]:
+            job.say(f"Warning: llama.cpp's tokenizer splits the same text otherwise than the model's own: "
+                    f"{split['said']}")
         if unverified:
             info["verification"] = {"skipped": unverified}
             job.say(f"{path.name}: not verified ({unverified})")
