@@ -4,7 +4,8 @@
 - GRPO losses, on recipes/grpo_math.py: dapo (TRL's default), grpo, bnpo, dr_grpo, and GSPO
   (loss grpo with sequence-level importance sampling): answer accuracy and total reward before/after.
 - Preference losses, on recipes/dpo.py: DPO (sigmoid), ORPO, SimPO: preference accuracy and mean
-  p(chosen) on the 40 held-out pairs, before/after.
+  p(chosen) on the 40 held-out pairs, before/after; and KTO on recipes/kto.py (the same pairs, one
+  reply each, marked good or bad): KTO accuracy and mean rewards on its 40 held-out replies.
 
 Each variant is a `fasttune run` in its own process (the hf backend, so every variant takes the same
 code path on any machine); its figures come from the run folder it leaves: eval.json (before, after,
@@ -32,6 +33,7 @@ from provenance import ROOT, record
 COMMON = ["model.backend=hf", "log.report_to=[]", "eval.drift=false"]
 SFT = ["recipes/chat_sft.py", "eval.samples=2"]
 PREFERENCE = ["recipes/dpo.py", "eval.samples=0"]
+UNPAIRED = ["recipes/kto.py", "eval.samples=0"]
 GRPO = ["recipes/grpo_math.py", "eval.samples=0", "eval.metric_rows=16", "eval.max_new_tokens=48",
         "task.max_completion_length=48"]
 VARIANTS = {  # name: (recipe and its settings, the override that makes the variant, the trainer field shown)
@@ -47,6 +49,7 @@ VARIANTS = {  # name: (recipe and its settings, the override that makes the vari
     "dpo": (PREFERENCE, [], "loss_type"),
     "orpo": (PREFERENCE, ["task.loss_type=orpo"], None),
     "simpo": (PREFERENCE, ["task.loss_type=simpo", "task.beta=2.0"], "loss_type"),
+    "kto": (UNPAIRED, [], "beta"),
 }
 
 
@@ -85,12 +88,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only.split(","):
             recipe = VARIANTS[name][0][0]
-            steps = {SFT[0]: args.sft_steps, GRPO[0]: args.grpo_steps, PREFERENCE[0]: args.preference_steps}[recipe]
+            steps = {SFT[0]: args.sft_steps, GRPO[0]: args.grpo_steps, PREFERENCE[0]: args.preference_steps,
+                     UNPAIRED[0]: args.preference_steps}[recipe]
             results.append(run_variant(name, steps, Path(tmp)))
             print(json.dumps(results[-1]), flush=True)
     out = ROOT / "benchmarks" / "results" / f"variants-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps({"benchmark": "variants", "settings": vars(args), "common_overrides": COMMON,
-                               "sft": SFT, "grpo": GRPO, "preference": PREFERENCE, "results": results,
+                               "sft": SFT, "grpo": GRPO, "preference": PREFERENCE, "unpaired": UNPAIRED,
+                               "results": results,
                                "load_average_1_5_15_min_at_start": load, "provenance": record()}, indent=2) + "\n")
     print(f"Wrote {out.relative_to(ROOT)}")
 

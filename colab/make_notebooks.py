@@ -41,6 +41,8 @@ FORMAT = {
                         "function definitions the conversation may call.",
     "dpo": "`prompt`, `chosen` and `rejected`: two answers, the preferred one first. DPO raises the chosen "
            "answer's likelihood relative to the rejected one against a frozen copy of the model.",
+    "kto": "`prompt`, `completion` and `label`: one reply, `true` when it is a good one. KTO raises the good "
+           "replies' likelihood and lowers the bad ones' against a frozen copy of the model; no pairs are needed.",
     "reasoning_sft": "`prompt`, `completion` and `reasoning_content`: the reasoning that leads to the completion. "
                      "It is rendered in a `<think>…</think>` block before the answer; loss is on both.",
 }
@@ -51,6 +53,7 @@ ASK = {  # code that sets QUESTION, from the held-out data where it fits, for th
     "grpo": 'QUESTION = first_eval_row["prompt"]',
     "function_calling": 'QUESTION = next(m["content"] for m in first_eval_row["messages"] if m["role"] == "user")',
     "dpo": 'QUESTION = first_eval_row["prompt"]',
+    "kto": 'QUESTION = first_eval_row["prompt"]',
 }
 
 TOOLS = {"function_calling": 'first_eval_row["tools"]'}  # tool definitions the chat passes (None elsewhere)

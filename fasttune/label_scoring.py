@@ -28,6 +28,11 @@ def label_probabilities(model, tokenizer, prompts: list[list[dict]], labels: lis
             for prompt in prompts]
 
 
+def reply_log_probability(model, tokenizer, prompt: list[dict], reply: str) -> float:
+    """The summed log-probability of `reply` (and its end of turn) as the assistant's answer to `prompt`."""
+    return float(_label_scores(model, tokenizer, prompt, [reply], share_prefix=False)[0])
+
+
 def _label_scores(model, tokenizer, prompt: list[dict], labels: list[str], share_prefix: bool):
     """Summed log-probability of each label's reply tokens after `prompt`."""
     import torch

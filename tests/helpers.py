@@ -107,6 +107,8 @@ NOTEBOOK_CI = {
     "continued_pretraining": NotebookCI(4, "f16", ("eval.samples=1", "eval.max_new_tokens=8"), 8, drift=False,
                                         export=False),
     "dpo": NotebookCI(4, "f16", (FP32, "train.batch_size=2", "train.lr=2e-4"), 8, export=False),
+    "kto": NotebookCI(4, "f16", (FP32, "train.batch_size=4", "train.lr=5e-4", "task.beta=0.2",
+                                 "task.desirable_weight=1.2", "eval.samples=2"), 8, drift=False, export=False),
     "function_calling": NotebookCI(3, "f16", ("eval.metric_rows=4", "eval.samples=4", "eval.max_new_tokens=40"), 4,
                                    drift=False),
     "grpo_math": NotebookCI(2, "f16", ("eval.metric_rows=4", "eval.samples=4", "eval.max_new_tokens=24",

@@ -26,6 +26,7 @@ TASKS = {
     "grpo": "tasks.GRPO(rewards=[rewards.answer_match('answer')])",
     "tools": "tasks.FunctionCalling()",
     "dpo": "tasks.DPO()",
+    "kto": "tasks.KTO()",
 }
 
 # file -> what the error must say after "<file>:"; most bad rows are on line 3
@@ -69,6 +70,9 @@ EXPECTED = {
     "tools__unknown_role.jsonl": "3: messages[0].role: unknown role 'robot'",
     "dpo__same_replies.jsonl": "3: rejected: is the same as chosen",
     "dpo__rejected_missing.jsonl": "3: rejected: missing (this row has: chosen, prompt)",
+    "kto__label_not_a_boolean.jsonl": "3: label: must be true or false (desirable or not), got 'yes'",
+    "kto__completion_missing.jsonl": "3: completion: missing (this row has: label, prompt)",
+    "kto__all_desirable.jsonl": None,
     "chat__reasoning_on_a_user_turn.jsonl": "3: messages[0].reasoning_content: reasoning belongs on assistant "
                                             "messages only, not on a 'user' one",
     "chat__reasoning_not_a_string.jsonl": "3: messages[1].thinking: must be a string, got list",
@@ -93,7 +97,8 @@ EXPECTED = {
 WHOLE_FILE = {"chat__empty_file.jsonl": "no rows: the data set is empty",
               "chat__json_not_a_list.json": "a .json data file must hold a list of objects",
               "classify__csv_header_only.csv": "no rows: the data set is empty",
-              "classify__parquet_cut_short.parquet": "not a readable Parquet file: ArrowInvalid"}
+              "classify__parquet_cut_short.parquet": "not a readable Parquet file: ArrowInvalid",
+              "kto__all_desirable.jsonl": "label: every training row is desirable: KTO needs some rows of each kind"}
 DATA_FILES = (".jsonl", ".json", ".csv", ".parquet")
 
 
@@ -109,7 +114,8 @@ def run_on(data: Path, tmp_path: Path):
 def test_the_corpus_is_complete_and_in_step_with_its_generator(tmp_path):
     files = sorted(p.name for p in CORPUS.iterdir() if p.suffix in DATA_FILES)
     assert files == sorted(EXPECTED) and len(files) >= 30
-    assert {name.split("__")[0] for name in files} >= {"chat", "instruct", "pretrain", "classify", "grpo", "tools", "dpo"}
+    assert {name.split("__")[0] for name in files} >= {"chat", "instruct", "pretrain", "classify", "grpo", "tools", "dpo",
+                                                            "kto"}
     subprocess.run([sys.executable, str(CORPUS / "make_bad_inputs.py"), str(tmp_path)], check=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == files
     for name in files:  # Parquet files record the pyarrow version that wrote them: their rows are compared

@@ -12,10 +12,11 @@ from fasttune.tasks.dpo import DPO
 from fasttune.tasks.function_calling import FunctionCalling
 from fasttune.tasks.grpo import GRPO
 from fasttune.tasks.instruct_sft import InstructSFT
+from fasttune.tasks.kto import KTO
 from fasttune.tasks.pretrain import ContinuedPretraining
 
 TASKS: dict[str, type[Task]] = {cls.__name__: cls for cls in (
-    ChatSFT, InstructSFT, ContinuedPretraining, Classification, GRPO, FunctionCalling, DPO,
+    ChatSFT, InstructSFT, ContinuedPretraining, Classification, GRPO, FunctionCalling, DPO, KTO,
 )}
 
 

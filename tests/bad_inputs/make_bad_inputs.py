@@ -33,6 +33,7 @@ GOOD = {
                                                {"role": "tool", "name": "get_weather", "content": "{\"c\": 3}"},
                                                {"role": "assistant", "content": "3 degrees."}]},
     "dpo": {"prompt": "What is 2 + 2?", "chosen": "4", "rejected": "5"},
+    "kto": {"prompt": "What is 2 + 2?", "completion": "4", "label": True},
 }
 
 # name -> bad row (a dict, or a raw line as str/bytes); the bad row is always line 3
@@ -72,6 +73,8 @@ ROWS = {
     "tools__unknown_role": {**GOOD["tools"], "messages": [{"role": "robot", "content": "Hi"}, BOT]},
     "dpo__same_replies": {"prompt": "What is 2 + 2?", "chosen": "4", "rejected": "4"},
     "dpo__rejected_missing": {"prompt": "What is 2 + 2?", "chosen": "4"},
+    "kto__label_not_a_boolean": {"prompt": "What is 2 + 2?", "completion": "4", "label": "yes"},
+    "kto__completion_missing": {"prompt": "What is 2 + 2?", "label": True},
     "chat__reasoning_on_a_user_turn": {"messages": [{**USER, "reasoning_content": "Hmm."}, BOT]},
     "chat__reasoning_not_a_string": {"messages": [USER, {**BOT, "thinking": ["Hmm."]}]},
     "instruct__reasoning_not_a_string": {"prompt": "Hi", "completion": "x", "reasoning_content": 5},
@@ -116,10 +119,12 @@ def main(out: Path = HERE):
             old.unlink()
     for name, bad in ROWS.items():
         good = GOOD[name.split("__")[0].removesuffix("json").removesuffix("set")]
-        other = {**good, "label": "b"} if "label" in good else good
+        other = {**good, "label": "b" if isinstance(good["label"], str) else not good["label"]} if "label" in good \
+            else good  # a second class, or an undesirable reply beside a desirable one
         lines = [line(good), line(other), line(bad), line(good), line(other)]
         (out / f"{name}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     (out / "chat__empty_file.jsonl").write_text("\n\n")
+    (out / "kto__all_desirable.jsonl").write_text((json.dumps(GOOD["kto"]) + "\n") * 5)
     (out / "chat__utf16_file.jsonl").write_bytes((json.dumps(GOOD["chat"]) + "\n").encode("utf-16"))
     (out / "chat__json_not_a_list.json").write_text(json.dumps({"messages": [USER, BOT]}))
     for name, text in CSV.items():
