@@ -22,7 +22,9 @@ def inspect(recipe: Recipe, say=print) -> dict:
     """The report as a JSON-ready dict. Raises DataError / ConfigError like `fasttune run` does."""
     task, data = recipe.task, recipe.data
     train_rows, eval_rows = load_splits(data, task.check_row, recipe.train.seed)
-    task.check_dataset(train_rows, eval_rows)
+    notes = task.check_dataset(train_rows, eval_rows)  # the run prints them too: labels, balance warnings
+    for note in notes:
+        say(note)
     check_model(recipe)  # what `fasttune run` would refuse about the model, refused here too
     tokenizer = load_tokenizer(recipe.model.name, say)
     template = task.setup_tokenizer(tokenizer, recipe.model.chat_template)
@@ -31,7 +33,7 @@ def inspect(recipe: Recipe, say=print) -> dict:
     report = {"recipe": recipe.name, "task": task.name, "model": recipe.model.name, "chat_template": str(template),
               "data": {"train": data.path, "eval": data.eval},
               "max_seq_length": data.max_seq_length, "gradient_checkpointing": recipe.train.gradient_checkpointing,
-              "splits": {}, "figures": task.data_figures(train_rows, eval_rows),
+              "splits": {}, "figures": task.data_figures(train_rows, eval_rows), "notes": notes,
               "examples": {}}
     report["splits"] = {split: figures(task, rows, tokenizer, data.max_seq_length)
                         for split, rows in (("train", train_rows), ("eval", eval_rows))}
