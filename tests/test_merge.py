@@ -96,17 +96,25 @@ def test_merging_gemma_needs_far_less_ram_than_its_float32_weights(tmp_path):
     """Gemma 3 270M's checkpoint is one 1.07 GB float32 shard. The merge's peak resident set, in a
     process of its own, stays within that shard plus 1 GiB, and below the imports plus one float32
     copy of the weights, the least the whole-model merge holds (it measured 2.3 GB here)."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from peft import LoraConfig
+    from safetensors.torch import save_file
+    from transformers import AutoTokenizer
 
     from fasttune import models
+    from fasttune.export.merged import header
 
     base = Path(models.resolve("gemma3-270m"))
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    get_peft_model(model, LoraConfig(r=16, target_modules=["q_proj", "v_proj", "gate_proj", "down_proj"],
-                                     init_lora_weights=False)).save_pretrained(tmp_path / "adapter")
+    targets = ("q_proj", "v_proj", "gate_proj", "down_proj")
+    tensors, _ = header(base / "model.safetensors")  # an r-16 adapter of the checkpoint's shapes, no model loaded
+    lora = {}
+    for name, entry in tensors.items():
+        if name.endswith(".weight") and name.split(".")[-2] in targets:
+            out, fan_in = entry["shape"]
+            key = "base_model.model." + name.removesuffix(".weight")
+            lora[f"{key}.lora_A.weight"], lora[f"{key}.lora_B.weight"] = torch.randn(16, fan_in), torch.randn(out, 16)
+    LoraConfig(r=16, lora_alpha=16, target_modules=list(targets)).save_pretrained(tmp_path / "adapter")
+    save_file(lora, tmp_path / "adapter" / "adapter_model.safetensors")
     AutoTokenizer.from_pretrained(base).save_pretrained(tmp_path / "adapter")
-    del model
     shard = (base / "model.safetensors").stat().st_size
     imports, peak = merge_peak(base, tmp_path / "adapter", tmp_path / "merged")
     print(f"shard {shard / 2**20:.0f} MiB, imports {imports / 2**20:.0f} MiB, peak {peak / 2**20:.0f} MiB")
