@@ -6,6 +6,7 @@
     packing.py           fasttune's packed CPU batches: whole examples end to end, position ids restart
     packed_attention.py  a trick: attention over those batches, each example on its own
     fused_lora.py        a trick: LoRA layers as one autograd function under CPU bf16 autocast
+    labelled_head.py     a trick: TRL's fused LM head over the labelled positions only, on CPU
     throughput.py        fasttune's count of training tokens, and the GPU memory peak
 
 One step of fasttune's trainer: enter the context of every trick in TRICKS that applies to it ->
