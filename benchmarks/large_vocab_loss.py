@@ -8,6 +8,10 @@ of its own for its peak memory:
          on both of fasttune's backends since TRL 1.16): the log-probabilities of the labels computed
          over tiles of positions, the logits never whole.
 
+Then whole runs: `fasttune run recipes/chat_sft.py model.name=gemma3-270m` for a few steps on each
+backend, with fasttune's labelled-positions trick (fasttune/trainer/labelled_head.py) and with it
+taken out of TRICKS in that process (the A/B switch exists only here): tokens/s from eval.json.
+
     python benchmarks/large_vocab_loss.py            # writes benchmarks/results/large-vocab-loss-*.json
 """
 
@@ -58,12 +62,40 @@ print(json.dumps({"first_loss": first, "losses": losses, "seconds_per_step": rou
 '''
 
 
+RUN = r'''
+import sys
+import fasttune.trainer.tricks as tricks
+if sys.argv[1] == "off":
+    tricks.TRICKS = tuple(t for t in tricks.TRICKS if t.name != "labelled-positions LM head")
+from fasttune.cli import main
+main(sys.argv[2:])
+'''
+
+
+def whole_run(backend: str, trick: str, steps: int, runs) -> dict:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir=runs) as out:
+        command = ["run", "recipes/chat_sft.py", "model.name=gemma3-270m", f"model.backend={backend}",
+                   f"train.max_steps={steps}", "eval.samples=0", "eval.metric_rows=0", "eval.drift=false",
+                   "data.eval=0.05", "log.report_to=[]", f"log.runs_dir={out}"]
+        done = subprocess.run([sys.executable, "-c", RUN, trick, *command], capture_output=True, text=True, cwd=ROOT)
+        if done.returncode != 0:
+            return {"backend": backend, "trick": trick, "error": done.stderr[-1500:]}
+        [run] = list(__import__("pathlib").Path(out).iterdir())
+        summary = json.loads((run / "eval.json").read_text())
+        return {"backend": backend, "trick": trick, "steps": summary["steps"],
+                "tokens_per_second": summary["tokens_per_second"], "train_runtime_s": summary["train_runtime_s"],
+                "eval_loss": {"before": summary["before"]["eval_loss"], "after": summary["after"]["eval_loss"]}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtypes", default="bfloat16,float32")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--length", type=int, default=256)
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--run-steps", type=int, default=10, help="steps of each whole run (0: none)")
     args = parser.parse_args()
     load, results = os.getloadavg(), []
     for dtype in args.dtypes.split(","):
@@ -75,9 +107,14 @@ def main() -> None:
                        else {"error": done.stderr[-1500:]})
             results.append(row)
             print(json.dumps(row), flush=True)
+    runs = []
+    for backend in ("unsloth", "hf") if args.run_steps else ():
+        for trick in ("off", "on"):
+            runs.append(whole_run(backend, trick, args.run_steps, "/tmp"))
+            print(json.dumps(runs[-1]), flush=True)
     out = ROOT / "benchmarks" / "results" / f"large-vocab-loss-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps({"benchmark": "large_vocab_loss", "model": "gemma3-270m", "settings": vars(args),
-                               "results": results, "load_average_1_5_15_min_at_start": load,
+                               "results": results, "runs": runs, "load_average_1_5_15_min_at_start": load,
                                "provenance": record()}, indent=2) + "\n")
     print(f"Wrote {out.relative_to(ROOT)}")
 
