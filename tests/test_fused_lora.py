@@ -92,7 +92,7 @@ def test_trainer_steps_run_fused_and_generation_keeps_peft(tmp_path):
     args = SFTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=True, max_steps=1, report_to="none")
     trainer = build(SFTTrainer, RunHooks(tmp_path, "fused"), model=model, args=args,
                     train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
-    assert [trick.name for trick in trainer.step_tricks] == ["fused LoRA"]
+    assert [trick.name for trick in trainer.step_tricks] == ["fused LoRA", "labelled-positions LM head"]
     batch = trainer.data_collator(rows)
 
     calls = []

@@ -24,6 +24,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypedDict
 
+from fasttune.data.validate import blank, missing
+
 Message = dict[str, Any]
 """A chat message: {"role": ..., "content": ...} (assistant turns may carry "tool_calls")."""
 
@@ -228,6 +230,18 @@ def prompt_messages(prompt: str | list[Message], system_prompt: str = "") -> lis
     becomes one user turn, and `system_prompt`, when set, comes first (GRPO, DPO)."""
     turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
     return ([{"role": "system", "content": system_prompt}] if system_prompt else []) + turns
+
+
+def prompt_problems(row: dict, column: str) -> list[tuple[str, str]]:
+    """A prompt column that must hold a non-empty string or a list of chat messages (DPO, KTO)."""
+    prompt = row.get(column)
+    if column not in row:
+        return [missing(row, column)]
+    if isinstance(prompt, list) and prompt:
+        return message_problems(column, prompt)
+    if not (isinstance(prompt, str) and not blank(prompt)):
+        return [(column, "must be a non-empty string or a list of messages")]
+    return []
 
 
 def message_problems(column: str, messages: list) -> list[tuple[str, str]]:

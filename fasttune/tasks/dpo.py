@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal, get_args
 
 from fasttune.data.prepare import PrepStats, to_dataset
-from fasttune.data.validate import blank, missing, require_text
+from fasttune.data.validate import require_text
 from fasttune.errors import ConfigError
-from fasttune.tasks.base import RowView, Task, marked, message_problems, one_line, prompt_messages, share
+from fasttune.tasks.base import RowView, Task, marked, one_line, prompt_messages, prompt_problems, share
 
 Loss = Literal["sigmoid", "ipo", "hinge", "robust", "orpo", "simpo"]
 
@@ -54,14 +54,7 @@ class DPO(Task):
             raise ConfigError(f"task.loss_type must be one of {', '.join(get_args(Loss))}, got {self.loss_type!r}")
 
     def check_row(self, row: dict) -> list[tuple[str, str]]:
-        col, problems = self.prompt_column, require_text(row, "chosen", "rejected")
-        prompt = row.get(col)
-        if col not in row:
-            problems.append(missing(row, col))
-        elif isinstance(prompt, list) and prompt:
-            problems += message_problems(col, prompt)
-        elif not (isinstance(prompt, str) and not blank(prompt)):
-            problems.append((col, "must be a non-empty string or a list of messages"))
+        problems = require_text(row, "chosen", "rejected") + prompt_problems(row, self.prompt_column)
         if not problems and row["chosen"].strip() == row["rejected"].strip():
             problems.append(("rejected", "is the same as chosen: the pair prefers nothing"))
         return problems

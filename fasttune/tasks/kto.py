@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from fasttune.data.prepare import PrepStats, to_dataset
-from fasttune.data.validate import blank, missing, require_text
+from fasttune.data.validate import missing, require_text
 from fasttune.errors import ConfigError, DataError, Problem
-from fasttune.tasks.base import RowView, Task, marked, message_problems, one_line, prompt_messages, share
+from fasttune.tasks.base import RowView, Task, marked, one_line, prompt_messages, prompt_problems, share
 
 
 @dataclass
@@ -52,14 +52,7 @@ class KTO(Task):
                               f"{self.desirable_weight} and {self.undesirable_weight}")
 
     def check_row(self, row: dict) -> list[tuple[str, str]]:
-        col, problems = self.prompt_column, require_text(row, "completion")
-        prompt = row.get(col)
-        if col not in row:
-            problems.append(missing(row, col))
-        elif isinstance(prompt, list) and prompt:
-            problems += message_problems(col, prompt)
-        elif not (isinstance(prompt, str) and not blank(prompt)):
-            problems.append((col, "must be a non-empty string or a list of messages"))
+        problems = require_text(row, "completion") + prompt_problems(row, self.prompt_column)
         if "label" not in row:
             problems.append(missing(row, "label"))
         elif not isinstance(row["label"], bool):

@@ -21,14 +21,19 @@ from contextlib import contextmanager
 
 
 class LabelledPositionsHead:
-    """The step trick: applies to every trainer's steps on CPU, where TRL's fused head would score every position."""
+    """The step trick: applies to supervised fine-tuning steps on CPU, where TRL's fused head would score
+    every position. GRPO, DPO and KTO steps keep TRL's CPU path: with this trick in GRPO's steps, the
+    grpo_math notebook's 2 GSPO steps left LoRA B at zero, twice (they train it without), and no test
+    holds those trainers' losses to TRL's every-position scoring yet."""
 
     name = "labelled-positions LM head"
 
     def applies(self, trainer) -> bool:
         import torch
+        from trl import SFTTrainer
 
-        return not torch.cuda.is_available() and hasattr(_trl_utils(), "_use_triton")
+        on_cpu = not torch.cuda.is_available()
+        return on_cpu and isinstance(trainer, SFTTrainer) and hasattr(_trl_utils(), "_use_triton")
 
     def context(self, trainer):
         return labelled_positions_only()
