@@ -65,3 +65,34 @@ def test_orpo_and_simpo_train_without_a_reference_and_score_real_pairs(loss, tra
         assert summary[phase]["rows"] == 4 and 0 < summary[phase]["mean_p_chosen"] < 1
     assert summary["after"]["mean_p_chosen"] != summary["before"]["mean_p_chosen"]  # the policy moved
     assert 0 < summary["trained_tokens"] < summary["train_tokens"]  # counted from ORPO's and CPO's own batches
+
+
+@pytest.mark.parametrize("loss", ["dapo", "bnpo", "dr_grpo"])
+def test_grpo_losses_reach_the_trainer_and_score_real_answers(loss, tmp_path):
+    """One step of each GRPO loss fasttune passes on (GSPO is the notebook's, above; `grpo` is TRL's
+    original), in this process (the hf backend): the loss TRL's trainer holds, and rewards scored on
+    the held-out answers the model wrote before and after."""
+    held_out = first_rows("recipes/data/math_eval.jsonl", 2, tmp_path / "math.jsonl")
+    result = invoke("run", "recipes/grpo_math.py", "model.backend=hf", "model.dtype=float32", f"task.loss_type={loss}",
+                    *(["task.scale_rewards=none"] if loss == "dr_grpo" else []), "task.num_generations=2",
+                    "task.max_completion_length=8", "train.max_steps=1", "train.batch_size=2", "eval.samples=2",
+                    "eval.metric_rows=2", "eval.max_new_tokens=8", "eval.drift=false", "log.report_to=[]",
+                    f"data.eval={held_out}", f"log.runs_dir={tmp_path / 'runs'}")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    [run] = list((tmp_path / "runs").iterdir())
+    args = json.loads((run / "trainer_args.json").read_text())["args"]
+    assert args["loss_type"] == loss and args["num_generations"] == 2
+    assert args["scale_rewards"] == ("none" if loss == "dr_grpo" else "group")
+    summary = json.loads((run / "eval.json").read_text())
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("completions/mean_length", 0) > 0 for r in records)  # the step sampled real completions
+    for phase in ("before", "after"):
+        assert summary[phase]["rows"] == 2 and set(summary[phase]["rewards"]) >= {"answer_match"}
+    import re
+
+    from fasttune.rewards import answer_match
+
+    samples = (run / "samples.md").read_text()  # the 2 answers the rewards scored, recomputed from their text
+    answers, refs = re.findall(r"\*\*after:\*\* (.*)", samples), re.findall(r"\*\*reference:\*\* (.*)", samples)
+    expected = answer_match("answer")(None, answers, answer=[json.loads(r)["answer"] for r in refs])
+    assert len(answers) == 2 and summary["after"]["rewards"]["answer_match"] == round(sum(expected) / 2, 4)
