@@ -254,9 +254,27 @@ def print_recipe_help(recipe, path: str) -> None:
 
 def fail(error: FasttuneError) -> None:
     """Print a user error (no traceback) and exit with its code (2; 130 for an interrupted run)."""
+    if error.exit_code == 130 and OWN_PROCESS:
+        # The interruption is being reported and the process ends: an interrupt now, while Python shuts
+        # down, would end it as killed by SIGINT instead of with 130 (seen once in the suite's export
+        # story, cause not found). Only in the command's own process: in-process callers keep Ctrl-C.
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     click.secho(f"{error.label}: ", fg="red", bold=True, err=True, nl=False)
     click.echo(str(error), err=True)
     sys.exit(error.exit_code)
 
-if __name__ == "__main__":
+OWN_PROCESS = False
+"""True when this process is the `fasttune` command itself (`entry`), not a caller running its commands."""
+
+
+def entry() -> None:
+    """The `fasttune` command and `python -m fasttune.cli`: the command group, in a process of its own."""
+    global OWN_PROCESS
+    OWN_PROCESS = True
     main()
+
+
+if __name__ == "__main__":
+    entry()
