@@ -116,9 +116,9 @@ class StreamingMerge:
     """The merge of one adapter into one checkpoint, planned from their headers before any weight is read."""
 
     def __init__(self, shards: dict[Path, dict], starts: dict[Path, int], adapter: Path, deltas: dict,
-                 replaced: dict, dropped: set, scale: float, dora: bool):
+                 replaced: dict, scale: float, dora: bool):
         self.shards, self.starts, self.adapter = shards, starts, adapter
-        self.deltas, self.replaced, self.dropped, self.scale, self.dora = deltas, replaced, dropped, scale, dora
+        self.deltas, self.replaced, self.scale, self.dora = deltas, replaced, scale, dora
 
     @classmethod
     def plan(cls, base: Path, adapter: Path, config) -> StreamingMerge | str:
@@ -169,7 +169,7 @@ class StreamingMerge:
             return "a trained lm_head tied to embeddings the adapter does not hold"
         r, alpha = settings["r"], settings["lora_alpha"]
         scale = alpha / math.sqrt(r) if settings.get("use_rslora") else alpha / r
-        return cls(shards, starts, adapter_file, deltas, replaced, dropped, scale, bool(settings.get("use_dora")))
+        return cls(shards, starts, adapter_file, deltas, replaced, scale, bool(settings.get("use_dora")))
 
     def write(self, folder: Path, dtype) -> None:
         """Each base shard as a shard of the same name in `folder`, plus the index when there are several."""
@@ -204,11 +204,10 @@ class StreamingMerge:
         return dtype if stored in ("F32", "F16", "BF16", "F64") else getattr(torch, DTYPES[stored])
 
     def merged(self, name: str, weight, adapter):
+        """A weight the adapter changes: replaced by its fully trained copy, or W + scale·B·A (DoRA rescaled)."""
         if name in self.replaced:
             return adapter.get_tensor(self.replaced[name])
-        parts = self.deltas.get(name)
-        if parts is None:
-            return weight
+        parts = self.deltas[name]
         w = weight.float()  # in place from here: one float32 copy of the weight, not four temporaries
         w.addmm_(adapter.get_tensor(parts["lora_B"]).float(), adapter.get_tensor(parts["lora_A"]).float(),
                  alpha=self.scale)

@@ -232,6 +232,25 @@ def prompt_messages(prompt: str | list[Message], system_prompt: str = "") -> lis
     return ([{"role": "system", "content": system_prompt}] if system_prompt else []) + turns
 
 
+def rendered_by_trl(task: Task, train_rows: list, eval_rows: list, tokenizer, max_length: int, row_of) -> tuple:
+    """`Task.datasets` for rows TRL renders and truncates itself (DPO's pairs, KTO's replies): each row's
+    view counted into its split's PrepStats, `row_of(data)` the dataset row TRL gets."""
+    from fasttune.data.prepare import PrepStats, to_dataset
+
+    def rows_of(rows, st: PrepStats):
+        for row in rows:
+            view = task.view_row(row.data, tokenizer, max_length)  # the figures are the truncated row's
+            st.figures.add(view)
+            st.rows, st.truncated = st.rows + 1, st.truncated + (view.cut > 0)
+            st.tokens, st.trained_tokens = st.tokens + view.tokens - view.cut, st.trained_tokens + view.trained
+            yield row_of(row.data)
+
+    stats = {"train": PrepStats(), "eval": PrepStats()}
+    train_ds, eval_ds = (to_dataset(rows_of(rows, stats[split]))
+                         for split, rows in (("train", train_rows), ("eval", eval_rows)))
+    return train_ds, eval_ds, stats
+
+
 def prompt_problems(row: dict, column: str) -> list[tuple[str, str]]:
     """A prompt column that must hold a non-empty string or a list of chat messages (DPO, KTO)."""
     prompt = row.get(column)

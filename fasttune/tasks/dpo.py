@@ -20,10 +20,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal, get_args
 
-from fasttune.data.prepare import PrepStats, to_dataset
 from fasttune.data.validate import require_text
 from fasttune.errors import ConfigError
-from fasttune.tasks.base import RowView, Task, marked, one_line, prompt_messages, prompt_problems, share
+from fasttune.tasks.base import (
+    RowView,
+    Task,
+    marked,
+    one_line,
+    prompt_messages,
+    prompt_problems,
+    rendered_by_trl,
+    share,
+)
 
 Loss = Literal["sigmoid", "ipo", "hinge", "robust", "orpo", "simpo"]
 
@@ -83,19 +91,9 @@ class DPO(Task):
 
     def datasets(self, train_rows: list, eval_rows: list, tokenizer, max_length: int):
         """TRL's conversational preference rows; TRL renders them with the tokenizer's chat template."""
-        def pairs(rows, st: PrepStats):
-            for row in rows:
-                view = self.view_row(row.data, tokenizer, max_length)  # the figures are the truncated pair's
-                st.figures.add(view)
-                st.rows, st.truncated = st.rows + 1, st.truncated + (view.cut > 0)
-                st.tokens, st.trained_tokens = st.tokens + view.tokens - view.cut, st.trained_tokens + view.trained
-                yield {"prompt": self.messages(row.data),
-                       **{k: [{"role": "assistant", "content": row.data[k]}] for k in ("chosen", "rejected")}}
-
-        stats = {"train": PrepStats(), "eval": PrepStats()}
-        train_ds, eval_ds = (to_dataset(pairs(rows, stats[split]))
-                             for split, rows in (("train", train_rows), ("eval", eval_rows)))
-        return train_ds, eval_ds, stats
+        return rendered_by_trl(self, train_rows, eval_rows, tokenizer, max_length, lambda data: {
+            "prompt": self.messages(data),
+            **{k: [{"role": "assistant", "content": data[k]}] for k in ("chosen", "rejected")}})
 
     def trainer(self, recipe, model, tokenizer, train_ds, eval_ds, hooks):
         from fasttune.trainer.arguments import common_args, eval_args

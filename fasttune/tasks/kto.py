@@ -20,10 +20,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from fasttune.data.prepare import PrepStats, to_dataset
 from fasttune.data.validate import missing, require_text
 from fasttune.errors import ConfigError, DataError, Problem
-from fasttune.tasks.base import RowView, Task, marked, one_line, prompt_messages, prompt_problems, share
+from fasttune.tasks.base import (
+    RowView,
+    Task,
+    marked,
+    one_line,
+    prompt_messages,
+    prompt_problems,
+    rendered_by_trl,
+    share,
+)
 
 
 @dataclass
@@ -94,20 +102,9 @@ class KTO(Task):
 
     def datasets(self, train_rows: list, eval_rows: list, tokenizer, max_length: int):
         """TRL's conversational unpaired preference rows; TRL renders them with the chat template."""
-        def rows_of(rows, st: PrepStats):
-            for row in rows:
-                view = self.view_row(row.data, tokenizer, max_length)
-                st.figures.add(view)
-                st.rows, st.truncated = st.rows + 1, st.truncated + (view.cut > 0)
-                st.tokens, st.trained_tokens = st.tokens + view.tokens - view.cut, st.trained_tokens + view.trained
-                yield {"prompt": self.messages(row.data),
-                       "completion": [{"role": "assistant", "content": row.data["completion"]}],
-                       "label": row.data["label"]}
-
-        stats = {"train": PrepStats(), "eval": PrepStats()}
-        train_ds, eval_ds = (to_dataset(rows_of(rows, stats[split]))
-                             for split, rows in (("train", train_rows), ("eval", eval_rows)))
-        return train_ds, eval_ds, stats
+        return rendered_by_trl(self, train_rows, eval_rows, tokenizer, max_length, lambda data: {
+            "prompt": self.messages(data), "completion": [{"role": "assistant", "content": data["completion"]}],
+            "label": data["label"]})
 
     def trainer(self, recipe, model, tokenizer, train_ds, eval_ds, hooks):
         from trl import KTOConfig, KTOTrainer  # after unsloth (backends.choose ran first)
