@@ -44,18 +44,11 @@ def cpu() -> dict:
     """{"model", "avx512_bf16", "cores"} from /proc/cpuinfo (model: the platform's name elsewhere)."""
     import os
 
-    model, flags = None, set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model is None:
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    return {"model": model or platform.processor() or platform.machine(), "avx512_bf16": "avx512_bf16" in flags,
-            "cores": os.cpu_count()}
+    from fasttune.precision import cpu_info
+
+    info = cpu_info()
+    return {"model": info["model"] or platform.processor() or platform.machine(),
+            "avx512_bf16": "avx512_bf16" in info["flags"], "cores": os.cpu_count()}
 
 
 def record(gpu: dict | None = None) -> dict:

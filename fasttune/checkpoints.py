@@ -38,10 +38,10 @@ def find_checkpoint(path: str, config: dict | None = None) -> Path:
 
 def resume_differences(checkpoint: Path, config: dict) -> list[str]:
     """What keeps `checkpoint` from continuing the run `config` describes, read from JSON files alone
-    (before any model loads): another model or task (its run's config.json), another LoRA shape (its
-    adapter_config.json: peft would stop with a size mismatch once the model has loaded, or, shapes
-    equal, load weights scaled for another alpha), or no step left to train (trainer_state.json: the
-    Trainer would run 0 steps and report the run finished)."""
+    (before any model loads): another model or task (its run's config.json), LoRA against full
+    fine-tuning, another LoRA shape (its adapter_config.json: peft would stop with a size mismatch once
+    the model has loaded, or, shapes equal, load weights scaled for another alpha), or no step left to
+    train (trainer_state.json: the Trainer would run 0 steps and report the run finished)."""
     from fasttune.config import EMBEDDINGS
 
     found = []
@@ -54,7 +54,12 @@ def resume_differences(checkpoint: Path, config: dict) -> list[str]:
         if theirs["task"]["type"] != config["task"]["type"]:
             found.append(f"task: the checkpoint trained {theirs['task']['type']}, this run {config['task']['type']}")
     adapter = checkpoint / "adapter_config.json"
-    if adapter.is_file():
+    full = bool(config["model"].get("full_finetune"))
+    if adapter.is_file() == full:  # LoRA weights cannot continue a full fine-tuning, nor the other way round
+        holds = "LoRA weights" if adapter.is_file() else "every weight"
+        found.append(f"model.full_finetune: the checkpoint holds {holds}, this run trains "
+                     f"{'every weight' if full else 'LoRA adapters'}")
+    elif adapter.is_file():
         saved, lora = json.loads(adapter.read_text()), config["model"]["lora"]
         targets = saved.get("target_modules") or []
         targets = {targets} if isinstance(targets, str) else set(targets)

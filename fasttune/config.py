@@ -74,6 +74,10 @@ class Model:
     """'auto': the model's own chat template; for a model without one, its family's turns when its
     vocabulary holds their markers (Gemma), else ChatML. Or 'model', 'chatml', 'gemma', or a .jinja file.
     config.json records the one chosen."""
+    full_finetune: bool = False
+    """Train every weight instead of LoRA adapters (the lora section is then unused): a weight, its
+    gradient and AdamW's two moments for every parameter, so about 4x the model's memory (`fasttune plan`).
+    Needs model.load_in_4bit=false. The run keeps the full weights in model/ instead of adapter/."""
     lora: LoRA = field(default_factory=LoRA)
 
     def __post_init__(self):
@@ -82,6 +86,13 @@ class Model:
         valid = ("auto", "model", *FAMILIES)
         _check(self.chat_template in valid or self.chat_template.endswith(".jinja"),
                f"model.chat_template must be one of {', '.join(valid)} or a .jinja file, got {self.chat_template!r}")
+        if self.full_finetune:
+            _check(not self.load_in_4bit, "model.full_finetune trains every weight, and 4-bit weights cannot be "
+                   "trained: set model.load_in_4bit=false (or train LoRA adapters on the 4-bit base instead)")
+            lora_only = [f"model.lora.{name}" for name in ("use_dora", "use_rslora", "train_embeddings")
+                         if getattr(self.lora, name)]
+            _check(not lora_only, f"{', '.join(lora_only)}: LoRA settings, and model.full_finetune trains no LoRA "
+                   "(every weight, embeddings included); drop them")
 
 
 @dataclass

@@ -19,7 +19,7 @@ from pathlib import Path
 from fasttune import thinking
 from fasttune.distributed import is_main, sharded
 from fasttune.errors import EvaluationError, RunInterrupted
-from fasttune.run_folder import EVAL_PROMPTS, RunFolder, write_json, write_text
+from fasttune.run_folder import EVAL_PROMPTS, RunFolder, trained_folder, write_json, write_text
 
 SUMMARY, ANSWERS = "eval.json", "answers.json"
 
@@ -176,7 +176,8 @@ def evaluate_after(run: RunFolder, session, trainer, evaluator: Evaluator, say, 
         interrupted = isinstance(error, KeyboardInterrupt)
         run.step("evaluation", "interrupted" if interrupted else "failed", error)
         what = "was interrupted" if interrupted else f"failed: {type(error).__name__}: {error}"
-        message = (f"training finished and its adapter is saved in {run.path / 'adapter'}, but the evaluation "
+        saved = run.path / trained_folder(session.recipe.model.full_finetune)
+        message = (f"training finished and its weights are saved in {saved}, but the evaluation "
                    f"after training {what}.\nRedo it with: {shlex.join(['fasttune', 'eval', str(run.path)])}")
         raise (RunInterrupted if interrupted else EvaluationError)(message) from error
     run.step("evaluation", "done", diverged=bool(found), divergence=found)
@@ -237,7 +238,7 @@ def evaluate_run(run_dir: Path, say=print) -> dict:
     train_rows, eval_rows = load_splits(recipe.data, recipe.task.check_row, recipe.train.seed)
     backend, why = backends.choose(finished.status.get("backend", recipe.model.backend))
     say(f"Backend: {why}")
-    session = open_session(recipe, backend, train_rows, eval_rows, say, weights=finished.adapter)
+    session = open_session(recipe, backend, train_rows, eval_rows, say, weights=finished.weights)
     run = RunFolder(finished.path)
     from fasttune.trainer.build import RunHooks
 

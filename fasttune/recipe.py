@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from fasttune.config import Data, Eval, Export, Log, Model, Train
 from fasttune.errors import ConfigError
+from fasttune.export import formats as export_formats
 from fasttune.run_folder import check_name
 
 SECTIONS = ("task", "model", "data", "train", "eval", "log", "export")
@@ -53,6 +54,10 @@ class Recipe:
             raise ConfigError("train.embedding_lr applies to trained embeddings: set model.lora.train_embeddings=true")
         if "gguf" in self.export.formats and self.task.gguf_refusal:
             raise ConfigError(f"export.formats: {self.task.gguf_refusal}")
+        if self.model.full_finetune and self.task.full_finetune_refusal:
+            raise ConfigError(f"model.full_finetune: {self.task.full_finetune_refusal}")
+        if self.model.full_finetune and "adapter" in self.export.formats:
+            raise ConfigError(f"export.formats: {export_formats.NO_ADAPTER}")
         self.task.check_train(self.train)
         check_name(self.name)
 

@@ -1,11 +1,12 @@
 """`fasttune run`: one recipe, top to bottom.
 
     check data -> pick backend (Unsloth first) -> run folder -> model -> tokenize
-    -> eval + samples before -> train -> save adapter -> finished -> eval + samples after -> export
+    -> eval + samples before -> train -> save adapter (model/ when fully fine-tuned) -> finished
+    -> eval + samples after -> export
 
 Everything that can be wrong with the data is found before a model loads and before the run
-folder exists; anything that fails after that, until the adapter is saved, marks the folder
-'failed' (or 'interrupted'). Once the adapter is saved the training is 'finished' and stays so: the
+folder exists; anything that fails after that, until the trained weights are saved, marks the folder
+'failed' (or 'interrupted'). Once they are saved the training is 'finished' and stays so: the
 evaluation after it and the export are steps of their own, each recorded in status.json
 (`evaluation`, `export`), and one that fails or is interrupted names the command that redoes it
 (`fasttune eval RUN`, `fasttune export RUN ...`).
@@ -32,7 +33,7 @@ from fasttune.evaluate import ANSWERS, SUMMARY, Evaluator, describe, evaluate_af
 from fasttune.interrupts import StopGuard, sigterm_interrupts
 from fasttune.plan import check_model, resolve_auto
 from fasttune.recipe import Recipe
-from fasttune.run_folder import RunFolder, write_dir, write_json
+from fasttune.run_folder import RunFolder, trained_folder, write_dir, write_json
 from fasttune.session import open_session, quiet_libraries
 from fasttune.tracking import make_callback, plain_console, plot_loss, setup_wandb, wandb_sync_commands
 from fasttune.trainer.arguments import TRAINER_ARGS, as_built
@@ -72,7 +73,7 @@ def run(recipe: Recipe, console: Console | None = None, command: str = "fasttune
     recipe = resolve_auto(recipe, lambda: longest_row(recipe.task, train_rows, load_tokenizer(recipe.model.name, say)),
                           say)  # batch_size / max_seq_length 'auto' become numbers before config.json is written
 
-    # 3. The run folder, marked 'running' until the adapter is saved.
+    # 3. The run folder, marked 'running' until the trained weights are saved.
     run = RunFolder.create(recipe.log.runs_dir, recipe.name)
     if run.writes:
         write_json(run.path / "config.json", recipe.to_dict())
@@ -92,7 +93,7 @@ def run(recipe: Recipe, console: Console | None = None, command: str = "fasttune
         run.fail(error)
         raise
 
-    # 9. After: the same measurements as before training, samples, the task's files. The adapter is
+    # 9. After: the same measurements as before training, samples, the task's files. The weights are
     # saved already, so a failure here loses no training (`fasttune eval RUN` redoes this step).
     try:
         summary = evaluate_after(run, session, trainer, evaluator, say, stop)
@@ -139,12 +140,12 @@ def export_command(recipe: Recipe, run: RunFolder, *extra: str) -> str:
 def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, checkpoint, say, console,
            command: str, started: float):
     """Steps 4-8: model, datasets, trainer, the measurements before training, training, and the saved
-    adapter with eval.json's training figures; status.json says 'finished' when this returns. Also
+    adapter (or model) with eval.json's training figures; status.json says 'finished' when this returns. Also
     returns the stop (Ctrl-C, SIGTERM) asked for while the last step or the save ran, if one was."""
     task, train = recipe.task, recipe.train
 
-    # 4-5. Model + LoRA (from the checkpoint when resuming, so "before" below means the checkpoint),
-    # datasets tokenized with loss masks, what truncation cut.
+    # 4-5. Model + LoRA, or the model alone to train in full (from the checkpoint when resuming, so
+    # "before" below means the checkpoint), datasets tokenized with loss masks, what truncation cut.
     session = open_session(recipe, backend, train_rows, eval_rows, say, weights=checkpoint)
     model, tokenizer = session.model, session.tokenizer
     if run.writes and recipe.model.chat_template != session.template.name:  # the template chosen, on record
@@ -170,7 +171,7 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
         write_json(run.path / ANSWERS, {"before": before_answers})
     distributed.let_training_wrap(model)
 
-    # 8. Train, then save the adapter at once: the first thing a finished training leaves.
+    # 8. Train, then save the trained weights at once: the first thing a finished training leaves.
     processes = distributed.processes()
     say(f"Training: {trainer.args.max_steps if trainer.args.max_steps > 0 else f'{train.epochs} epochs of'} steps, "
         f"batch {train.batch_size} x {train.grad_accum}" + (f" x {processes} processes" if processes > 1 else "")
@@ -182,10 +183,10 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         peak_gib = gpu_peak_gib()
         stopped_early(guard, recipe, run.path, command, trainer.state)
-        _save_adapter(run, trainer, model, tokenizer)
+        saved = _save_weights(run, recipe.model.full_finetune, trainer, model, tokenizer)
     seen, trained = tokens.totals()
-    # DDP keeps one adapter on every process; its digest from each rank shows that it did
-    replicas = distributed.gather(adapter_sha256(model)) if distributed.launched() and not distributed.sharded() \
+    # DDP keeps one copy of the trained weights on every process; their digest from each rank shows that it did
+    replicas = distributed.gather(trained_sha256(model)) if distributed.launched() and not distributed.sharded() \
         else None
     metrics = result.metrics
     runtime = metrics.get("train_runtime", 0.0)
@@ -198,7 +199,7 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
         "steps": trainer.state.global_step,
         "processes": processes,
         "effective_batch": effective_batch(train, processes),  # rows per optimizer step, all processes
-        "adapter_sha256_per_rank": replicas,
+        "weights_sha256_per_rank": replicas,
         "resumed_from": str(checkpoint) if checkpoint else None,
         "train_runtime_s": round(runtime, 1),
         "train_tokens": seen,  # non-padding tokens of the training batches, summed over the processes
@@ -212,7 +213,7 @@ def _train(recipe: Recipe, backend, run: RunFolder, train_rows, eval_rows, check
         write_json(run.path / SUMMARY, summary)
         plot_loss(run.path / "metrics.jsonl", run.path / "loss.png")
     run.status("finished", backend=backend.NAME, evaluation="pending")
-    say(f"Training finished: {trainer.state.global_step} steps, adapter saved in {run.path / 'adapter'}")
+    say(f"Training finished: {trainer.state.global_step} steps, {saved.name} saved in {saved}")
     if wandb_mode == "offline" and run.writes:
         for sync in wandb_sync_commands(run.path):
             say(f"W&B ran offline; upload later with: {sync}")
@@ -250,22 +251,26 @@ def resume_command(command: str, resume: Path, *overrides: str) -> str:
     return " ".join([command, *map(shlex.quote, [*overrides, f"train.resume={resume}"])])
 
 
-def adapter_sha256(model) -> str:
-    """The digest of the LoRA weights this process holds, named as adapter_model.safetensors names them."""
+def trained_sha256(model) -> str:
+    """The digest of the trained weights this process holds: the LoRA weights, named as
+    adapter_model.safetensors names them, or every weight of a fully fine-tuned model."""
+    if not hasattr(model, "peft_config"):
+        return distributed.weights_sha256(model.state_dict())
     from peft import get_peft_model_state_dict
 
     return distributed.weights_sha256(get_peft_model_state_dict(model))
 
 
-def _save_adapter(run: RunFolder, trainer, model, tokenizer) -> None:
-    """adapter/ with the tokenizer and chat template. The sharded engines spread the adapter over the
-    processes: all of them gather it through Trainer.save_model and rank 0 writes; otherwise rank 0
-    saves it from the model."""
-    gathered = run.path / ".adapter.gathered"
+def _save_weights(run: RunFolder, full_finetune: bool, trainer, model, tokenizer) -> Path:
+    """adapter/ (model/ when fully fine-tuned) with the tokenizer and chat template; returns its path. The
+    sharded engines spread the weights over the processes: all of them gather them through
+    Trainer.save_model and rank 0 writes; otherwise rank 0 saves them from the model."""
+    target = run.path / trained_folder(full_finetune)
+    gathered = run.path / ".weights.gathered"
     if distributed.sharded():
         trainer.save_model(str(gathered))
     if not run.writes:
-        return
+        return target
 
     def build(folder: Path) -> None:
         if gathered.is_dir():
@@ -274,4 +279,5 @@ def _save_adapter(run: RunFolder, trainer, model, tokenizer) -> None:
             model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
 
-    write_dir(run.path / "adapter", build)
+    write_dir(target, build)
+    return target

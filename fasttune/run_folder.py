@@ -1,12 +1,13 @@
 """The run folder `runs/<recipe>-<timestamp>/`: the contract between training and everything after it.
 
-Training writes it (`RunFolder`): config.json, status.json, eval_prompts.json, adapter/, eval.json,
-samples.md, metrics.jsonl. status.json is written 'running' first and 'finished' last, so a crash
-or Ctrl-C never leaves a folder that claims success; files go under a temporary name and are renamed.
+Training writes it (`RunFolder`): config.json, status.json, eval_prompts.json, adapter/ (model/ when
+fully fine-tuned), eval.json, samples.md, metrics.jsonl. status.json is written 'running' first and
+'finished' last, so a crash or Ctrl-C never leaves a folder that claims success; files go under a
+temporary name and are renamed.
 
 Predict, chat and export read it (`open_run` -> `FinishedRun`) and nothing else: they never import
-run.py or rebuild the recipe. A finished run has its config, its trained adapter (with the
-tokenizer and chat template it trained with) and its held-out prompts, rendered as the model saw them.
+run.py or rebuild the recipe. A finished run has its config, its trained weights (`trained_folder`,
+with the tokenizer and chat template it trained with) and its held-out prompts, rendered as the model saw them.
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ from pathlib import Path
 
 from fasttune.errors import ConfigError, RunInterrupted
 
-CONFIG, STATUS, ADAPTER, EVAL_PROMPTS = "config.json", "status.json", "adapter", "eval_prompts.json"
+CONFIG, STATUS, EVAL_PROMPTS = "config.json", "status.json", "eval_prompts.json"
+ADAPTER, FULL_WEIGHTS = "adapter", "model"  # the trained weights of a LoRA run, of a fully fine-tuned one
+
+
+def trained_folder(full_finetune: bool) -> str:
+    """The run folder's folder of trained weights: the LoRA adapter, or with model.full_finetune the whole
+    model (safetensors and config in the HF layout)."""
+    return FULL_WEIGHTS if full_finetune else ADAPTER
 
 
 def temporary_name(target: Path, kind: str = "tmp") -> Path:
@@ -205,7 +213,9 @@ class FinishedRun:
 
     def __init__(self, path: Path, config: dict, status: dict):
         self.path, self.config, self.status = path, config, status
-        self.adapter = path / ADAPTER
+        self.full_finetune = bool(config["model"].get("full_finetune"))  # absent from older config.json
+        self.weights = path / trained_folder(self.full_finetune)
+        """adapter/ (LoRA weights) or model/ (every weight): each with the tokenizer and chat template."""
         self.model_name: str = config["model"]["name"]
         self.task_type: str = config["task"]["type"]
 
@@ -227,19 +237,25 @@ class FinishedRun:
         return models.resolve(self.model_name, say)
 
     def load_model(self, dtype=None, say=print):
-        """(base + trained adapter as a peft model in eval mode, the run's tokenizer), via plain
-        transformers + peft: inference needs none of Unsloth's training patches, and starts faster."""
+        """(the trained model in eval mode: base + adapter as a peft model, or the fully fine-tuned weights;
+        the run's tokenizer), via plain transformers + peft: inference needs none of Unsloth's training
+        patches, and starts faster."""
         import torch
-        from peft import PeftModel
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        tokenizer = AutoTokenizer.from_pretrained(self.weights)  # carries the chat template trained with
+        if self.full_finetune:
+            model = AutoModelForCausalLM.from_pretrained(self.weights, dtype=dtype or torch.float32).eval()
+            model.config.use_cache = True  # saved as training had it: off
+            return model, tokenizer
+        from peft import PeftModel
+
         base = AutoModelForCausalLM.from_pretrained(self.base_path(say), dtype=dtype or torch.float32)
-        model = PeftModel.from_pretrained(base, self.adapter).eval()
-        return model, AutoTokenizer.from_pretrained(self.adapter)  # carries the chat template trained with
+        return PeftModel.from_pretrained(base, self.weights).eval(), tokenizer
 
 
 def is_run_folder(path: Path) -> bool:
-    return (path / CONFIG).is_file() and (path / ADAPTER).is_dir()
+    return (path / CONFIG).is_file() and any((path / name).is_dir() for name in (ADAPTER, FULL_WEIGHTS))
 
 
 def run_folder(path: Path) -> Path:
@@ -271,7 +287,8 @@ def open_run(path: Path) -> FinishedRun:
     status = read_status(path)
     if status.get("status") != "finished":
         raise ConfigError(f"{path}: the run did not finish (status: {status.get('status')}), "
-                          "so it has no final adapter")
-    if not (path / ADAPTER).is_dir():
-        raise ConfigError(f"{path}: finished, but its {ADAPTER}/ folder is missing")
-    return FinishedRun(path, read_json(path, CONFIG), status)
+                          "so it has no final trained weights")
+    run = FinishedRun(path, read_json(path, CONFIG), status)
+    if not run.weights.is_dir():
+        raise ConfigError(f"{path}: finished, but its {run.weights.name}/ folder is missing")
+    return run

@@ -2,7 +2,8 @@
 
 Both build them here, the same way, so an evaluation redone from a run folder sees the model, chat
 template, tokenized data and truncation that the training saw; `fasttune eval` then puts the run's
-saved adapter weights on the fresh LoRA layers, as a resume does with a checkpoint's.
+saved adapter weights on the fresh LoRA layers (a fully fine-tuned run's weights on the whole model), as a
+resume does with a checkpoint's.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from fasttune.errors import ConfigError, DataError, Problem
 
 @dataclass
 class Session:
-    """A loaded model with its LoRA layers, its tokenizer, and the recipe's datasets tokenized for it."""
+    """A loaded model with its LoRA layers (none when fully fine-tuned), its tokenizer, and the recipe's
+    datasets tokenized for it."""
 
     recipe: object
     backend: object
@@ -43,9 +45,9 @@ class Session:
 
 
 def open_session(recipe, backend, train_rows: list, eval_rows: list, say, weights: Path | None = None) -> Session:
-    """Load the base model with fresh LoRA layers (`weights`: a saved adapter or checkpoint folder whose
-    adapter_model.safetensors they then take), set the task's chat template, tokenize both splits and
-    say what the data became. A DataError when no training row survives truncation."""
+    """Load the base model with fresh LoRA layers (`weights`: a saved adapter, model or checkpoint folder
+    whose weights it then takes, `load_trained_weights`), set the task's chat template, tokenize both splits
+    and say what the data became. A DataError when no training row survives truncation."""
     task, data, train = recipe.task, recipe.data, recipe.train
     path = models.resolve(recipe.model.name, say)
     if recipe.model.load_in_4bit and not use_4bit(recipe.model):
@@ -68,16 +70,29 @@ def open_session(recipe, backend, train_rows: list, eval_rows: list, say, weight
     if stats["train"].rows == 0:
         raise DataError([Problem(data.path, "", "no row left to train on after truncation; raise data.max_seq_length")])
     if weights:
-        load_adapter_weights(model, weights)
+        load_trained_weights(model, weights)
     return Session(recipe, backend, model, tokenizer, train_ds, eval_ds, stats, template)
 
 
-def load_adapter_weights(model, folder: Path) -> None:
-    """Put the LoRA weights saved in `folder` (an adapter/ or a checkpoint) on the model's LoRA layers."""
-    from peft import set_peft_model_state_dict
+def load_trained_weights(model, folder: Path) -> None:
+    """Put the weights saved in `folder` on the model: an adapter/ or LoRA checkpoint's on its LoRA layers,
+    a fully fine-tuned model/ or checkpoint's (model*.safetensors, one file or shards) on every weight."""
     from safetensors.torch import load_file
 
-    set_peft_model_state_dict(model, load_file(Path(folder) / "adapter_model.safetensors"))
+    folder = Path(folder)
+    if (folder / "adapter_model.safetensors").is_file():
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(model, load_file(folder / "adapter_model.safetensors"))
+        return
+    files = sorted(folder.glob("model*.safetensors"))
+    if not files:
+        raise ConfigError(f"{folder}: neither adapter_model.safetensors nor model*.safetensors, so no trained "
+                          "weights to load")
+    for file in files:  # a tied lm_head is not saved: strict=False, and only foreign names refused
+        unexpected = model.load_state_dict(load_file(file), strict=False).unexpected_keys
+        if unexpected:
+            raise ConfigError(f"{file}: {unexpected[0]} and {len(unexpected) - 1} more are not weights of this model")
 
 
 def quiet_libraries() -> None:

@@ -85,7 +85,7 @@ def test_loss_falls_and_tokens_are_the_jobs(two_process_run):
 def test_both_ranks_end_with_the_saved_lora_weights(two_process_run):
     runs, _ = two_process_run
     [run_dir] = list(runs.iterdir())
-    per_rank = json.loads((run_dir / "eval.json").read_text())["adapter_sha256_per_rank"]
+    per_rank = json.loads((run_dir / "eval.json").read_text())["weights_sha256_per_rank"]
     saved = weights_sha256(load_file(run_dir / "adapter" / "adapter_model.safetensors"))
     before = weights_sha256(load_file(run_dir / "checkpoints" / "checkpoint-2" / "adapter_model.safetensors"))
     assert per_rank == [saved, saved] and before != saved  # trained, and identical on rank 0 and rank 1
@@ -117,4 +117,4 @@ def test_the_unsloth_backend_runs_ddp_through_torchrun(tmp_path):
     summary = json.loads((run_dir / "eval.json").read_text())
     assert summary["backend"] == "unsloth" and summary["processes"] == 2 and summary["steps"] == 2
     saved = weights_sha256(load_file(run_dir / "adapter" / "adapter_model.safetensors"))
-    assert summary["adapter_sha256_per_rank"] == [saved, saved]
+    assert summary["weights_sha256_per_rank"] == [saved, saved]

@@ -143,7 +143,7 @@ def interrupt_the_evaluation_then_the_export(args, runs):
     run_dir = only_new(runs, known)
     status = json.loads((run_dir / "status.json").read_text())
     assert status["status"] == "finished" and status["evaluation"] == "interrupted", status
-    assert "Traceback" not in stderr and f"adapter is saved in {run_dir / 'adapter'}" in stderr
+    assert "Traceback" not in stderr and f"weights are saved in {run_dir / 'adapter'}" in stderr
     assert json.loads((run_dir / "eval.json").read_text())["after"] is None
     assert "export did not run" in stderr  # the recipe's export is named too
 

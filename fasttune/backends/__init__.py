@@ -30,7 +30,8 @@ class Backend(Protocol):
 
     def load(self, model_cfg, path: str, max_seq_length: int, gradient_checkpointing: bool, seed: int):
         """(peft model with fresh LoRA adapters, tokenizer) for the base model at `path`: what a
-        training or evaluation session (fasttune/session.py) trains and measures."""
+        training or evaluation session (fasttune/session.py) trains and measures. With
+        `model_cfg.full_finetune` the model itself, every weight trainable, with no LoRA layers."""
 
     def for_inference(self, model) -> None:
         """Switch the model to generation (eval mode, caches on): the evaluator calls it before it

@@ -29,12 +29,8 @@ def load(model_cfg, path: str, max_seq_length: int, gradient_checkpointing: bool
     from fasttune.distributed import sharded
 
     cuda = torch.cuda.is_available()
-    if model_cfg.dtype != "auto":
-        dtype = getattr(torch, model_cfg.dtype)
-    elif cuda:
-        dtype = precision.gpu_dtype()
-    else:
-        dtype = torch.float32  # CPU: bf16 is emulated (slow) on most CPUs, fp16 matmuls are worse
+    # None: CPU, where bf16 is emulated (slow) on most CPUs and fp16 matmuls are worse
+    dtype = precision.weights_dtype(model_cfg) or torch.float32
     kwargs = {"dtype": dtype}
     if cuda:
         if not sharded():
@@ -56,6 +52,8 @@ def load(model_cfg, path: str, max_seq_length: int, gradient_checkpointing: bool
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     model.config.use_cache = False
+    if model_cfg.full_finetune:  # every weight trains, in the dtype it loaded in
+        return model, tokenizer
     lora = model_cfg.lora
     torch.manual_seed(seed)
     config = LoraConfig(

@@ -38,25 +38,26 @@ def try_import() -> str | None:
 
 
 def load(model_cfg, path: str, max_seq_length: int, gradient_checkpointing: bool, seed: int):
-    import torch
     from unsloth import FastLanguageModel
 
     from fasttune import precision
     from fasttune.backends.quantization import use_4bit
 
-    # 'auto' on a GPU follows fasttune's rule (precision.py), the same as the hf backend's; on CPU
+    # 'auto' follows fasttune's rule (precision.py), the same as the hf backend's; for LoRA on CPU
     # Unsloth's fallback picks (bf16 where the CPU has it natively, else fp32)
-    if model_cfg.dtype != "auto":
-        dtype = getattr(torch, model_cfg.dtype)
-    else:
-        dtype = precision.gpu_dtype() if precision.cuda() else None
+    dtype = precision.weights_dtype(model_cfg)
+    checkpointing = "unsloth" if gradient_checkpointing else False
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=path, max_seq_length=max_seq_length, dtype=dtype, load_in_4bit=use_4bit(model_cfg),
+        # every weight trainable, in the dtype it loads in (Unsloth trains bf16 weights as they are)
+        full_finetuning=model_cfg.full_finetune, use_gradient_checkpointing=checkpointing,
     )
     # Unsloth sets generation_config.max_length to the context size; since every generate call
     # (fasttune's and TRL's) passes max_new_tokens, transformers then warned "Both `max_new_tokens`
     # and `max_length` seem to have been set" on each one. max_new_tokens decides the length anyway.
     model.generation_config.max_length = None
+    if model_cfg.full_finetune:
+        return model, tokenizer
     lora = model_cfg.lora
     model = FastLanguageModel.get_peft_model(
         model,
@@ -69,7 +70,7 @@ def load(model_cfg, path: str, max_seq_length: int, gradient_checkpointing: bool
         bias="none",
         use_rslora=lora.use_rslora,
         use_dora=lora.use_dora,  # accepted by Unsloth, passed on to peft; its fused kernels skip DoRA layers
-        use_gradient_checkpointing="unsloth" if gradient_checkpointing else False,
+        use_gradient_checkpointing=checkpointing,
         random_state=seed,
     )
     return model, tokenizer

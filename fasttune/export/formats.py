@@ -34,6 +34,9 @@ FORMATS = {f.name: f for f in (
     Format("gguf", "one GGUF per quantization for llama.cpp / Ollama, with a Modelfile", "model-{quant}.gguf"),
 )}
 
+NO_ADAPTER = ("a fully fine-tuned run (model.full_finetune) has no LoRA adapter: export 'merged' (its weights in "
+              "16-bit) or 'gguf'")
+
 QUANTS = {
     "f16": "16-bit float, answers exactly as the merged model (written directly)",
     "bf16": "bfloat16 (written directly)",

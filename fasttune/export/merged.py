@@ -19,14 +19,19 @@ shapes and offsets, then the bytes) is small and fixed; the output is read back 
 An adapter this does not handle — LoRA on embeddings, rank or alpha patterns, fan-in-fan-out
 layers, a pre-quantized checkpoint — is merged the older way, the whole model loaded in float32
 through peft, and the message says so and why.
+
+A fully fine-tuned run (model.full_finetune) has no adapter: its model/ is the checkpoint, streamed
+the same way with nothing added, only stored in 16-bit.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from contextlib import nullcontext
 from pathlib import Path
 
+from fasttune.errors import ExportError
 from fasttune.run_folder import FinishedRun, write_dir
 
 PREFIX = "base_model.model."  # peft's prefix on every key of a saved adapter
@@ -36,25 +41,27 @@ DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float6
 
 
 def merge(run: FinishedRun, out_dir: Path, say=print) -> dict:
-    """Write base + adapter merged into `out_dir` (via a temporary folder); return what was done."""
+    """Write base + adapter merged into `out_dir` (via a temporary folder), or a fully fine-tuned run's
+    weights in 16-bit; return what was done."""
     from fasttune import models
 
-    base_path = Path(run.base_path(say))
-    dtype, how = merge_folders(base_path, Path(run.adapter), out_dir, say)
-    return {
-        "format": "merged",
-        "path": str(out_dir),
-        "dtype": dtype,
-        "merge": how,
-        "base_weights": f"{run.model_name} from {base_path} (the original checkpoint, not the training copy; "
-                        f"{'dequantized from GGUF' if models.is_gguf_source(run.model_name) else 'as published'})",
-        "size_bytes": sum(f.stat().st_size for f in out_dir.rglob("*") if f.is_file()),
-    }
+    if run.full_finetune:
+        base_path, adapter = run.weights, None
+        source = f"the run's fully trained weights ({run.weights}), trained from {run.model_name}"
+    else:
+        base_path, adapter = Path(run.base_path(say)), run.weights
+        source = (f"{run.model_name} from {base_path} (the original checkpoint, not the training copy; "
+                  f"{'dequantized from GGUF' if models.is_gguf_source(run.model_name) else 'as published'})")
+    dtype, how = merge_folders(base_path, adapter, out_dir, say)
+    return {"format": "merged", "path": str(out_dir), "dtype": dtype, "merge": how, "base_weights": source,
+            "size_bytes": sum(f.stat().st_size for f in out_dir.rglob("*") if f.is_file())}
 
 
-def merge_folders(base_path: Path, adapter: Path, out_dir: Path, say=print, stream: bool = True) -> tuple[str, str]:
+def merge_folders(base_path: Path, adapter: Path | None, out_dir: Path, say=print,
+                  stream: bool = True) -> tuple[str, str]:
     """Merge the adapter folder into the checkpoint folder, written to `out_dir`: (the dtype written, how
-    it was merged). `stream=False` takes the whole-model path (benchmarks/merge_memory.py compares them)."""
+    it was merged). `adapter` None: the checkpoint alone, in 16-bit (a fully fine-tuned run's model/).
+    `stream=False` takes the whole-model path (benchmarks/merge_memory.py compares them)."""
     import torch
     from transformers import AutoConfig, AutoTokenizer
 
@@ -62,15 +69,18 @@ def merge_folders(base_path: Path, adapter: Path, out_dir: Path, say=print, stre
 
     config = AutoConfig.from_pretrained(base_path)
     dtype = torch.bfloat16 if str(getattr(config, "dtype", None)).endswith("bfloat16") else torch.float16
-    tokenizer = AutoTokenizer.from_pretrained(adapter)  # carries the chat template trained with
+    tokenizer = AutoTokenizer.from_pretrained(adapter or base_path)  # carries the chat template trained with
     stops = end_of_turn_ids(tokenizer)  # generation stops where training's turns end
     plan = StreamingMerge.plan(base_path, adapter, config) if stream else "asked for"
+    if adapter is None and isinstance(plan, str):  # nothing to merge: a whole-model load would only convert
+        raise ExportError(f"{base_path}: cannot be converted to 16-bit one tensor at a time ({plan})")
     if isinstance(plan, str):
         say(f"Merging {adapter} into {base_path} with the whole model in float32 memory: {plan}")
         write_dir(out_dir, lambda tmp: whole_model_merge(base_path, adapter, tmp, dtype, stops))
         how = f"whole model in float32 memory ({plan})"
     else:
-        say(f"Merging {adapter} into {base_path}, one tensor at a time -> {dtype}")
+        say(f"Merging {adapter} into {base_path}, one tensor at a time -> {dtype}" if adapter else
+            f"Writing {base_path} in {dtype}, one tensor at a time")
         write_dir(out_dir, lambda tmp: (plan.write(tmp, dtype), tokenizer.save_pretrained(tmp),
                                         write_configs(base_path, config, tmp, dtype, stops)))
         how = "streamed, one tensor at a time"
@@ -115,17 +125,18 @@ def header(path: Path) -> tuple[dict, int]:
 class StreamingMerge:
     """The merge of one adapter into one checkpoint, planned from their headers before any weight is read."""
 
-    def __init__(self, shards: dict[Path, dict], starts: dict[Path, int], adapter: Path, deltas: dict,
+    def __init__(self, shards: dict[Path, dict], starts: dict[Path, int], adapter: Path | None, deltas: dict,
                  replaced: dict, scale: float, dora: bool):
         self.shards, self.starts, self.adapter = shards, starts, adapter
         self.deltas, self.replaced, self.scale, self.dora = deltas, replaced, scale, dora
 
     @classmethod
-    def plan(cls, base: Path, adapter: Path, config) -> StreamingMerge | str:
-        """The plan, or why this adapter or checkpoint needs the whole-model merge."""
-        settings = json.loads((adapter / "adapter_config.json").read_text())
+    def plan(cls, base: Path, adapter: Path | None, config) -> StreamingMerge | str:
+        """The plan, or why this adapter or checkpoint needs the whole-model merge (`adapter` None: the
+        checkpoint converted, nothing merged)."""
         if getattr(config, "quantization_config", None):
             return "the checkpoint is pre-quantized"
+        settings = json.loads((adapter / "adapter_config.json").read_text()) if adapter else {"peft_type": "LORA"}
         for key, bad in (("peft_type", lambda v: v != "LORA"), ("fan_in_fan_out", bool), ("rank_pattern", bool),
                          ("alpha_pattern", bool), ("lora_bias", bool), ("bias", lambda v: v not in (None, "none"))):
             if bad(settings.get(key)):
@@ -139,6 +150,8 @@ class StreamingMerge:
         for name in files:
             shards[base / name], starts[base / name] = header(base / name)
             shards[base / name].pop("__metadata__", None)
+        if adapter is None:
+            return cls(shards, starts, None, {}, {}, 1.0, False)
         names = {n: shard for shard, tensors in shards.items() for n in tensors}
         adapter_file = adapter / "adapter_model.safetensors"
         keys, _ = header(adapter_file)
@@ -177,7 +190,8 @@ class StreamingMerge:
 
         folder.mkdir(parents=True, exist_ok=True)
         weight_map = {}
-        with safe_open(self.adapter, framework="pt") as adapter:  # small matrices, read when needed
+        # the adapter's matrices are small, each read when needed
+        with safe_open(self.adapter, framework="pt") if self.adapter else nullcontext() as adapter:
             for shard, tensors in self.shards.items():
                 order = sorted(tensors, key=lambda n: tensors[n]["data_offsets"][0])
                 out = {n: (self.out_dtype(tensors[n]["dtype"], dtype), tensors[n]["shape"]) for n in order}

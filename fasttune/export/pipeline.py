@@ -1,7 +1,8 @@
 """`fasttune export RUN_DIR --to adapter|merged|gguf`: the trained model in the forms other tools load.
 
-    adapter -> RUN/export/adapter/            LoRA weights + tokenizer + chat template
-    merged  -> RUN/export/merged/             16-bit HF folder (fasttune/export/merged.py)
+    adapter -> RUN/export/adapter/            LoRA weights + tokenizer + chat template (LoRA runs only)
+    merged  -> RUN/export/merged/             16-bit HF folder (fasttune/export/merged.py): base + adapter,
+                                              or a fully fine-tuned run's own weights
     gguf    -> RUN/export/model-<quant>.gguf  + <name>.Modelfile for Ollama (fasttune/export/gguf.py)
 
 Each GGUF and its Modelfile must render a fixed set of conversations to the token ids training gave
@@ -43,7 +44,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from fasttune.errors import ExportError, RunInterrupted
-from fasttune.export.formats import FORMATS, check
+from fasttune.export.formats import FORMATS, NO_ADAPTER, check
 from fasttune.export.gguf import write_gguf
 from fasttune.run_folder import FinishedRun, open_run, read_status, record_step, run_folder, write_dir, write_json
 
@@ -159,6 +160,8 @@ def check_request(run_dir: Path, formats: list[str], quants: list[str], out_dir:
     refusal = run.task_class().gguf_refusal
     if "gguf" in formats and refusal:
         raise ExportError(refusal)
+    if "adapter" in formats and run.full_finetune:
+        raise ExportError(NO_ADAPTER)
     existing = [p for f in formats for p in FORMATS[f].outputs(out_dir, quants) if p.exists()]
     if existing and not force:
         raise ExportError(f"{existing[0]} exists; pass --force to replace it")
@@ -171,7 +174,7 @@ def check_request(run_dir: Path, formats: list[str], quants: list[str], out_dir:
 
 def _adapter(job: Job) -> None:
     target = job.out_dir / "adapter"
-    write_dir(target, lambda tmp: shutil.copytree(job.run.adapter, tmp))
+    write_dir(target, lambda tmp: shutil.copytree(job.run.weights, tmp))
     job.ledger.add({"format": "adapter", "path": str(target)})
 
 

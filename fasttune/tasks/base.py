@@ -69,6 +69,9 @@ class Task(ABC):
     """False for objectives without a held-out loss (GRPO): eval is the task metric alone."""
     gguf_refusal: ClassVar[str | None] = None
     """Why this task's model must not go to GGUF (the message export gives); None: it can."""
+    full_finetune_refusal: ClassVar[str | None] = None
+    """Why this task trains LoRA adapters only (the message a recipe with model.full_finetune gets); None: it
+    trains either way."""
     progress_fields: ClassVar[tuple[str, ...]] = ()
     """Trainer log keys shown on the progress line beside the loss (e.g. GRPO's 'reward')."""
     sequences_per_row: ClassVar[int] = 1

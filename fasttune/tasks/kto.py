@@ -51,6 +51,10 @@ class KTO(Task):
     name: ClassVar[str] = "kto"
     scores_outputs: ClassVar[bool] = True
     sequences_per_row: ClassVar[int] = 2  # each reply and a mismatched one for the KL estimate
+    full_finetune_refusal: ClassVar[str | None] = (
+        "KTO's held-out metric measures each reply against the starting model, which a LoRA run has by switching "
+        "its adapter off; fully fine-tuned, that would be a second whole model in memory. Train LoRA adapters "
+        "(drop model.full_finetune)")
 
     def __post_init__(self):
         if self.beta <= 0:

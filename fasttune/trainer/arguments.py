@@ -27,8 +27,9 @@ def packing_mode(setting: str) -> str:
 
 def mixed_precision(model) -> dict:
     """bf16/fp16 autocast flags: on a GPU fasttune/precision.py's rule (bf16 where native, else fp16
-    with loss scaling); on CPU bf16 only when the backend loaded bfloat16 weights (Unsloth does on
-    CPUs with native bf16)."""
+    with loss scaling); on CPU bf16 when the backend loaded bfloat16 weights (Unsloth does on CPUs
+    with native bf16), or when every weight trains in float32 (a full fine-tuning's master weights) on a
+    CPU with native bf16: 1.4-2.2x faster steps than float32 on the demo model (docs/variants.md)."""
     import torch
 
     from fasttune import precision
@@ -36,7 +37,11 @@ def mixed_precision(model) -> dict:
     if precision.cuda():
         bf16 = precision.native_bf16()
         return {"bf16": bf16, "fp16": not bf16}
-    return {"bf16": model.get_input_embeddings().weight.dtype == torch.bfloat16, "fp16": False}
+    weights = model.get_input_embeddings().weight.dtype
+    full_fp32 = weights == torch.float32 and not hasattr(model, "peft_config")
+    bf16 = weights == torch.bfloat16 or (full_fp32 and precision.cpu_native_bf16())
+    # transformers refuses bf16 without a GPU unless told the run is on CPU
+    return {"bf16": bf16, "fp16": False, **({"use_cpu": True} if bf16 else {})}
 
 
 def embedding_optimizer(model, train):
@@ -79,11 +84,10 @@ def common_args(recipe, model, run_dir: Path, run_name: str) -> dict:
         report_to=list(log.report_to) or "none",
         disable_tqdm=True,  # fasttune draws its own progress bar
         dataloader_pin_memory=False,
-        **({"use_cpu": True} if on_cpu() else {}),  # several processes over gloo
         # Under DDP every LoRA weight gets a gradient each step; the Trainer's default for a peft model
         # (True) walks the autograd graph again every step looking for unused ones, and warns that it found none.
         ddp_find_unused_parameters=False,
-        **mixed_precision(model),
+        **{**({"use_cpu": True} if on_cpu() else {}), **mixed_precision(model)},  # on_cpu: several processes, gloo
     )
 
 
@@ -101,8 +105,14 @@ def as_built(trainer) -> dict:
     """trainer_args.json: the trainer's class (the first one not fasttune's: TRL's, or Unsloth's
     compiled copy of it) and the arguments it holds (transformers masks tokens in them). What reached
     the trainer can be read back from it rather than inferred from the recipe: GRPO's loss type and
-    clipping, the precision and packing fasttune chose for the device."""
+    clipping, the precision and packing fasttune chose for the device, whether the model it trains has
+    LoRA layers and how many of its parameters train."""
     import json
 
     made_by = next(c for c in type(trainer).__mro__ if not c.__module__.startswith("fasttune"))
-    return {"trainer": f"{made_by.__module__}.{made_by.__name__}", "args": json.loads(trainer.args.to_json_string())}
+    params = list(trainer.model.parameters())
+    model = {"class": type(trainer.model).__name__, "lora": hasattr(trainer.model, "peft_config"),
+             "trainable_parameters": sum(p.numel() for p in params if p.requires_grad),
+             "parameters": sum(p.numel() for p in params)}
+    return {"trainer": f"{made_by.__module__}.{made_by.__name__}", "model": model,
+            "args": json.loads(trainer.args.to_json_string())}
