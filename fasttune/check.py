@@ -31,6 +31,7 @@ def inspect(recipe: Recipe, say=print) -> dict:
     recipe = resolve_auto(recipe, lambda: longest_row(task, train_rows, tokenizer), say)
     data = recipe.data
     report = {"recipe": recipe.name, "task": task.name, "model": recipe.model.name, "chat_template": str(template),
+              "trains": recipe.model.trains(),
               "data": {"train": data.path, "eval": data.eval},
               "max_seq_length": data.max_seq_length, "gradient_checkpointing": recipe.train.gradient_checkpointing,
               "splits": {}, "figures": task.data_figures(train_rows, eval_rows), "notes": notes,
@@ -82,6 +83,7 @@ def print_report(report: dict, console: Console) -> None:
     say(Text.assemble((report["recipe"], "bold"), f": task {report['task']}, model {report['model']} "
                       f"(chat template: {report['chat_template']}), max_seq_length {report['max_seq_length']}, "
                       f"gradient checkpointing {'on' if report['gradient_checkpointing'] else 'off'} on this machine"))
+    say(f"trains: {report['trains']}", highlight=False)
     say(f"data: train {report['data']['train']}, eval {report['data']['eval']}", highlight=False)
     for split, fig in report["splits"].items():
         say("")

@@ -94,6 +94,16 @@ class Model:
             _check(not lora_only, f"{', '.join(lora_only)}: LoRA settings, and model.full_finetune trains no LoRA "
                    "(every weight, embeddings included); drop them")
 
+    def trains(self) -> str:
+        """What training changes, in words (`fasttune check` and the run say it)."""
+        if self.full_finetune:
+            weights = "float32" if self.dtype == "auto" else self.dtype
+            return f"every weight (full fine-tuning, {weights} weights)"
+        lora = self.lora
+        return (f"LoRA r={lora.r}, alpha {lora.alpha} on {', '.join(lora.target_modules)}"
+                + (" + embeddings in full" if lora.train_embeddings else "")
+                + "".join(f", {name}" for name in ("use_dora", "use_rslora") if getattr(lora, name)))
+
 
 @dataclass
 class Data:

@@ -1,4 +1,5 @@
-"""The training peak of a LoRA run on a GPU, estimated from the model's shape alone (no weights loaded).
+"""The training peak of a LoRA run (or a full fine-tuning) on a GPU, estimated from the model's shape
+alone (no weights loaded).
 
 The peak is the sum of what the run holds at its worst moment, each term from the dtypes the backend
 really uses:
@@ -7,6 +8,8 @@ really uses:
   bits a weight) or 16-bit; embeddings and lm_head in 16-bit, except on the HF backend's QLoRA path,
   where peft's `prepare_model_for_kbit_training` casts them to fp32;
 - LoRA + optimizer: fp32 adapter weights, their gradients and AdamW's two moments (16 bytes each);
+  a full fine-tuning instead holds a gradient and two AdamW moments for every weight, each in the
+  weights' dtype (float32 by default: 16 bytes a parameter with the weight; 8 with 16-bit weights);
 - activations: with gradient checkpointing, each layer's input (the HF backend keeps them on the GPU,
   in fp32 on its QLoRA path; Unsloth offloads them to CPU memory) plus one layer recomputed; without
   it, every layer's saved tensors;
@@ -105,16 +108,19 @@ class Breakdown:
     """Bytes the training peak holds, by what holds them."""
 
     weights: float
-    lora_optimizer: float
+    trained: float
+    """The trained weights' own state: LoRA weights with gradients and AdamW moments, or in a full
+    fine-tuning every weight's gradient and moments."""
     activations: float
     logits: float
+    trained_label: str = "LoRA + optimizer"
 
     @property
     def total(self) -> float:
-        return self.weights + self.lora_optimizer + self.activations + self.logits
+        return self.weights + self.trained + self.activations + self.logits
 
     def gib(self) -> dict[str, float]:
-        parts = {"weights": self.weights, "LoRA + optimizer": self.lora_optimizer,
+        parts = {"weights": self.weights, self.trained_label: self.trained,
                  "activations": self.activations, "logits": self.logits, "total": self.total}
         return {name: value / GIB for name, value in parts.items()}
 
@@ -129,9 +135,15 @@ def layer_elements(shape: Shape, fused: bool) -> int:
 
 
 def estimate(shape: Shape, *, backend: BackendMemory, load_in_4bit: bool, lora_r: int, targets: list[str],
-             train_embeddings: bool, tokens: int, checkpointing: bool) -> Breakdown:
+             train_embeddings: bool, tokens: int, checkpointing: bool, full_weight_bytes: int = 0) -> Breakdown:
     """Training peak on a GPU for `tokens` tokens per micro-batch (batch_size x max_seq_length);
-    `backend` is the training backend's MEMORY."""
+    `backend` is the training backend's MEMORY. `full_weight_bytes` (4 or 2) estimates a full
+    fine-tuning with weights of that size instead of LoRA."""
+    if full_weight_bytes:
+        b = full_weight_bytes  # weights, gradients, both AdamW moments and the residual stream in one dtype
+        return Breakdown(weights=shape.params() * b, trained=shape.params() * 3 * b,
+                         activations=tokens * activation_bytes(shape, backend, checkpointing, b),
+                         logits=tokens * shape.vocab * backend.logit_bytes, trained_label="gradients + AdamW")
     embed_bytes = 4 if backend.fp32_on_4bit and load_in_4bit else 2
     linears = shape.linears()
     unknown = sorted(set(targets) - set(linears))
@@ -143,10 +155,15 @@ def estimate(shape: Shape, *, backend: BackendMemory, load_in_4bit: bool, lora_r
     if train_embeddings:  # a trained copy of embed_tokens/lm_head beside the frozen one
         trainable += shape.embedding_params()
         weights += shape.embedding_params() * embed_bytes
-    if checkpointing:  # layer inputs (the residual stream's dtype; Unsloth offloads them) + one layer recomputed
-        kept = 0 if backend.offloads_checkpoints else embed_bytes
-        per_token = shape.layers * shape.hidden * kept + layer_elements(shape, fused=backend.offloads_checkpoints) * 2
-    else:  # every layer's saved tensors, in the residual stream's dtype (fp32 on HF QLoRA, else bf16)
-        per_token = shape.layers * layer_elements(shape, fused=False) * embed_bytes
-    return Breakdown(weights=weights, lora_optimizer=trainable * LORA_BYTES, activations=tokens * per_token,
+    return Breakdown(weights=weights, trained=trainable * LORA_BYTES,
+                     activations=tokens * activation_bytes(shape, backend, checkpointing, embed_bytes),
                      logits=tokens * shape.vocab * backend.logit_bytes)
+
+
+def activation_bytes(shape: Shape, backend: BackendMemory, checkpointing: bool, residual_bytes: int) -> int:
+    """Bytes one token's activations hold for the backward pass; `residual_bytes`: the residual stream's
+    dtype (fp32 on HF QLoRA and in a float32 full fine-tuning, else 16-bit)."""
+    if checkpointing:  # layer inputs (Unsloth offloads them) + one layer recomputed
+        kept = 0 if backend.offloads_checkpoints else residual_bytes
+        return shape.layers * shape.hidden * kept + layer_elements(shape, fused=backend.offloads_checkpoints) * 2
+    return shape.layers * layer_elements(shape, fused=False) * residual_bytes  # every layer's saved tensors

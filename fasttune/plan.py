@@ -126,7 +126,16 @@ def peak(recipe, shape: memory.Shape, backend: str, seq: int, batch: int) -> mem
     lora = recipe.model.lora
     return memory.estimate(shape, backend=backends.named(backend).MEMORY, load_in_4bit=recipe.model.load_in_4bit,
                            lora_r=lora.r, targets=lora.target_modules, train_embeddings=lora.train_embeddings,
-                           tokens=rows * seq, checkpointing=recipe.train.checkpointing(gpu=True))
+                           tokens=rows * seq, checkpointing=recipe.train.checkpointing(gpu=True),
+                           full_weight_bytes=full_weight_bytes(recipe.model))
+
+
+def full_weight_bytes(model) -> int:
+    """Bytes of each weight in a full fine-tuning (float32 unless model.dtype is 16-bit: precision.py's
+    rule); 0 for LoRA."""
+    if not model.full_finetune:
+        return 0
+    return 2 if model.dtype in ("bfloat16", "float16") else 4
 
 
 def largest_batch(recipe, shape, backend: str, seq: int, usable: float) -> int:
@@ -201,13 +210,17 @@ def report(recipe, card_gib: float | None) -> dict:
     breakdown = peak(recipe, shape, backend, *at).gib() if all(at) else {}
     return {"recipe": recipe.name, "model": recipe.model.name, "params": shape.params(),
             "shape": dataclasses.asdict(shape), "backend": backend, "load_in_4bit": recipe.model.load_in_4bit,
+            "full_finetune": recipe.model.full_finetune, "full_weight_bytes": full_weight_bytes(recipe.model),
             "lora_r": lora.r, "lora_targets": list(lora.target_modules),
             "gradient_checkpointing": recipe.train.checkpointing(gpu=True),
             "gradient_checkpointing_auto": recipe.train.gradient_checkpointing == "auto",
             "max_seq_length": at[0], "batch_size": at[1], "peak_gib": {k: round(v, 2) for k, v in breakdown.items()},
-            "cards": cards, "not_counted": [DORA_NOTE] if lora.use_dora else []}
+            "cards": cards, "not_counted": [DORA_NOTE] if lora.use_dora else [FULL_NOTE] if recipe.model.full_finetune
+            else []}
 
 
+FULL_NOTE = ("model.full_finetune: the estimate counts a weight, a gradient and AdamW's two moments per parameter, "
+             "but no full fine-tuning has been measured on a GPU, so it is not calibrated as the LoRA figures are")
 DORA_NOTE = ("model.lora.use_dora: DoRA's extra memory is not counted here (each adapted weight's norm is "
              "recomputed every step); on the CPU demo it raised the peak by 28% (benchmarks/README.md, "
              "Training variants), and no GPU figure has been measured")
@@ -218,8 +231,10 @@ def print_report(plan: dict, say) -> None:
     params = f"{plan['params'] / 1e9:.2f}B" if plan["params"] >= 1e9 else f"{plan['params'] / 1e6:.1f}M"
     say(Text.assemble((plan["recipe"], "bold"), f" on {plan['model']}: {params} parameters (hidden {shape['hidden']}, "
                       f"{shape['layers']} layers, vocabulary {shape['vocab']}, context {shape['context']})"))
-    say(f"backend {plan['backend']}, {'4-bit' if plan['load_in_4bit'] else '16-bit'} base, LoRA r={plan['lora_r']} on "
-        f"{len(plan['lora_targets'])} layer types, gradient checkpointing "
+    trains = (f"full fine-tuning, every weight and its AdamW state in {plan['full_weight_bytes'] * 8}-bit"
+              if plan["full_finetune"] else f"{'4-bit' if plan['load_in_4bit'] else '16-bit'} base, LoRA "
+              f"r={plan['lora_r']} on {len(plan['lora_targets'])} layer types")
+    say(f"backend {plan['backend']}, {trains}, gradient checkpointing "
         f"{'on' if plan['gradient_checkpointing'] else 'off'}"
         f"{' (auto: on with a GPU)' if plan['gradient_checkpointing_auto'] else ''}")
     if plan["peak_gib"]:

@@ -58,7 +58,7 @@ def open_session(recipe, backend, train_rows: list, eval_rows: list, say, weight
     except OSError as error:  # what from_pretrained raises for a missing or unreachable model
         raise ConfigError(models.load_failure(recipe.model.name, error)) from error
     template = task.setup_tokenizer(tokenizer, recipe.model.chat_template)
-    say(f"Model: {recipe.model.name} ({path}), chat template: {template}")
+    say(f"Model: {recipe.model.name} ({path}), chat template: {template}; trains {recipe.model.trains()}")
 
     train_ds, eval_ds, stats = task.datasets(train_rows, eval_rows, tokenizer, data.max_seq_length)
     from fasttune.check import summary_line
