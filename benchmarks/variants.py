@@ -1,6 +1,7 @@
 """Training variants side by side: the same recipe, data and steps, one variant changed at a time.
 
-- SFT adapters, on recipes/chat_sft.py: plain LoRA, rsLoRA, DoRA (eval loss before/after).
+- SFT adapters, on recipes/chat_sft.py: plain LoRA, rsLoRA, DoRA, and full fine-tuning (every weight, at
+  lr 2e-5: float32 master weights with bf16 autocast, and 16-bit weights) (eval loss before/after).
 - GRPO losses, on recipes/grpo_math.py: dapo (TRL's default), grpo, bnpo, dr_grpo, and GSPO
   (loss grpo with sequence-level importance sampling): answer accuracy and total reward before/after.
 - Preference losses, on recipes/dpo.py: DPO (sigmoid), ORPO, SimPO: preference accuracy and mean
@@ -34,12 +35,15 @@ COMMON = ["model.backend=hf", "log.report_to=[]", "eval.drift=false"]
 SFT = ["recipes/chat_sft.py", "eval.samples=2"]
 PREFERENCE = ["recipes/dpo.py", "eval.samples=0"]
 UNPAIRED = ["recipes/kto.py", "eval.samples=0"]
+FULL = ["model.full_finetune=true", "model.load_in_4bit=false"]
 GRPO = ["recipes/grpo_math.py", "eval.samples=0", "eval.metric_rows=16", "eval.max_new_tokens=48",
         "task.max_completion_length=48"]
 VARIANTS = {  # name: (recipe and its settings, the override that makes the variant, the trainer field shown)
     "lora": (SFT, [], None),
     "rslora": (SFT, ["model.lora.use_rslora=true"], None),
     "dora": (SFT, ["model.lora.use_dora=true"], None),
+    "full": (SFT, [*FULL, "train.lr=2e-5"], "bf16"),
+    "full-bf16-weights": (SFT, [*FULL, "train.lr=2e-5", "model.dtype=bfloat16"], "bf16"),
     "grpo-dapo": (GRPO, [], "loss_type"),
     "grpo-grpo": (GRPO, ["task.loss_type=grpo"], "loss_type"),
     "grpo-bnpo": (GRPO, ["task.loss_type=bnpo"], "loss_type"),
@@ -68,11 +72,12 @@ def run_variant(name: str, steps: int, runs: Path) -> dict:
     [run] = list((runs / name).iterdir())
     summary = json.loads((run / "eval.json").read_text())
     built = json.loads((run / "trainer_args.json").read_text())
-    adapter = json.loads((run / "adapter" / "adapter_config.json").read_text())
+    adapter = json.loads((run / "adapter" / "adapter_config.json").read_text()) if (run / "adapter").is_dir() else {}
     return {"variant": name, "overrides": overrides, "steps": summary["steps"], "wall_s": wall,
             "train_runtime_s": summary["train_runtime_s"], "tokens_per_second": summary["tokens_per_second"],
             "before": summary["before"], "after": summary["after"],
-            "trainer": {"class": built["trainer"], **({shown: built["args"][shown]} if shown else {})},
+            "trainer": {"class": built["trainer"], **({shown: built["args"][shown]} if shown else {}),
+                        "model": built.get("model")},
             "adapter": {k: adapter.get(k) for k in ("r", "lora_alpha", "use_rslora", "use_dora")},
             "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2)}
 

@@ -151,6 +151,7 @@ class Run:
 
     def chat(self, prompt: str, system: str | None = None, tools: list[dict] | None = None,
              max_new_tokens: int = 256, thinking: str | bool | None = None) -> str:
-        """One answer from the trained adapter (base model + LoRA), as `fasttune chat RUN --prompt`."""
+        """One answer from the trained model (base + LoRA adapter, or the fully fine-tuned weights), as
+        `fasttune chat RUN --prompt`."""
         open_run(self.path)  # a clear error unless the run finished
         return chat(self.path, prompt, system, tools, max_new_tokens, thinking)

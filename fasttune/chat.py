@@ -22,7 +22,7 @@ from fasttune.run_folder import is_run_folder, open_run
 
 
 class HFChat:
-    """A run folder (base model + LoRA adapter) or a merged HF folder."""
+    """A run folder (base model + LoRA adapter, or its fully fine-tuned model/) or a merged HF folder."""
 
     def __init__(self, target: Path):
         import torch

@@ -1,6 +1,11 @@
 """llama.cpp inference on a GGUF file (through llama-cpp-python): what `fasttune chat` and export
 verification run. Prompts arrive rendered; special tokens in them are parsed, and no BOS is added
 (a chat template writes its own).
+
+llama-cpp-python is fasttune's `gguf` extra, not a plain dependency: PyPI has no wheel of it, and
+compiling llama.cpp took ~9.5 of a fresh install's 12.5 minutes on a 2-core CPU, for a part only GGUF
+export and GGUF chat use. `runtime()` installs it the first time one of them needs it, saying so;
+`bash scripts/install.sh --gguf` installs it ahead of time.
 """
 
 from __future__ import annotations
@@ -8,22 +13,67 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
-from fasttune.errors import ConfigError
+from fasttune.errors import ConfigError, FasttuneError
+
+EXTRA = "gguf"  # fasttune's extra that holds llama-cpp-python (pyproject.toml)
+
+
+def runtime(say=None):
+    """The `llama_cpp` module, installed first (pip, fasttune's `gguf` extra's range) when it is missing."""
+    try:
+        import llama_cpp
+    except ImportError:
+        install(say)
+        import llama_cpp
+    return llama_cpp
+
+
+def requirement() -> str:
+    """llama-cpp-python's range as fasttune's installed metadata gives it for the `gguf` extra."""
+    import importlib.metadata
+
+    try:
+        declared = importlib.metadata.requires("fasttune") or []
+    except importlib.metadata.PackageNotFoundError:
+        declared = []
+    for line in declared:
+        spec, _, marker = line.partition(";")
+        if spec.strip().startswith("llama-cpp-python") and f'extra == "{EXTRA}"' in marker:
+            return spec.strip()
+    raise FasttuneError(f"llama-cpp-python is not installed and fasttune's metadata does not name it (is fasttune "
+                        f"installed?): run `bash scripts/install.sh --{EXTRA}`")
+
+
+def install(say=None) -> None:
+    """pip-install llama-cpp-python into this Python, its output (and progress) on the terminal."""
+    import importlib
+    import os
+    import subprocess
+    import sys
+
+    say = say or (lambda text: print(text, file=sys.stderr, flush=True))
+    spec = requirement()
+    say(f"GGUF needs llama.cpp, which fasttune installs the first time it is used: pip is installing {spec}, "
+        "compiling llama.cpp from source (about 10 minutes on a 2-core CPU; once, pip caches the wheel). "
+        f"`bash scripts/install.sh --{EXTRA}` does this ahead of time.")
+    env = {**os.environ, "CMAKE_ARGS": os.environ.get("CMAKE_ARGS", "-DGGML_NATIVE=OFF")}  # runs on any x86-64
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", spec], env=env)
+    if done.returncode != 0:
+        raise FasttuneError(f"pip could not install {spec} (exit code {done.returncode}; its output is above). "
+                            "It compiles llama.cpp: it needs a C++ compiler and cmake")
+    importlib.invalidate_caches()
 
 
 def open_model(path: Path, n_ctx: int = 2048, n_threads: int = 1):
     """A `llama_cpp.Llama` for the file. One thread by default: on a machine with few cores, busy with
     other work, more threads compete for them and generate slower (benchmarks/README.md)."""
-    import llama_cpp
-
-    return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
+    return runtime().Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
 
 
 @contextmanager
 def vocabulary(path: Path):
     """The file opened for its vocabulary and metadata alone (no weights are read), closed after."""
-    import llama_cpp
-
+    llama_cpp = runtime()
     vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
     try:
         yield vocab
@@ -71,8 +121,7 @@ def continuation(llm, prompt: list[int], max_new_tokens: int, temperature: float
     penalties), from `seed` (random when None). `fasttune serve` streams it."""
     import random
 
-    import llama_cpp
-
+    llama_cpp = runtime()
     if temperature == 0:
         sampling = {"temp": 0.0, "top_k": 1, "top_p": 1.0, "min_p": 0.0}
     else:

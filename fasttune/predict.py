@@ -1,7 +1,8 @@
 """`fasttune predict RUN_DIR`: labels and probabilities from a finished classification run.
 
 The run folder has all it needs: config.json names the base model and the resolved label set, and
-adapter/ holds the LoRA weights and tokenizer. Plain transformers + peft load them (no Unsloth:
+adapter/ holds the LoRA weights and tokenizer (model/ the whole model, when fully fine-tuned). Plain
+transformers + peft load them (no Unsloth:
 prediction needs none of its training patches, and it keeps start-up short).
 """
 

@@ -87,11 +87,12 @@ def check(gguf_path: Path, modelfile: Path, tokenizer) -> dict:
     """The `template_conformance` record of one GGUF and its Modelfile, against `tokenizer` (the
     merged model's: the run's tokenizer and chat template). Its `problems` say what does not conform:
     the first differing token (case, renderer, position, both tokens) and any stop that is missing."""
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
     from fasttune.chat_template import end_of_turn_ids, render
     from fasttune.export.go_template import GoTemplateError, ollama_render
-    from fasttune.gguf_inference import vocabulary
+    from fasttune.gguf_inference import runtime, vocabulary
+
+    runtime()  # llama-cpp-python installed, if this is the first use
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
     ollama = read_modelfile(modelfile)
     cases = applicable(tokenizer.chat_template)
@@ -182,8 +183,9 @@ def difference(case: str, renderer: str, expected: list[int], got: list[int], pi
 
 def stopping(vocab, end_of_turn: int, tokenizer, modelfile_stops: list[str], llama_ids) -> dict:
     """Whether llama.cpp and the Modelfile stop where training's turns end."""
-    import llama_cpp
+    from fasttune.gguf_inference import runtime
 
+    llama_cpp = runtime()
     meta = vocab.metadata
     stops_llama = bool(llama_cpp.llama_vocab_is_eog(llama_cpp.llama_model_get_vocab(vocab.model), end_of_turn))
     stop_ids = [llama_ids(s) for s in modelfile_stops]

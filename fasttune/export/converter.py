@@ -6,7 +6,7 @@ kept up to date. PyPI has no package that installs it beside the `gguf` package 
 ships inside the source distribution of llama-cpp-python, next to the llama.cpp that this same
 package compiles and runs. `fetch` takes it from the sdist of the *installed* llama-cpp-python
 version (so converter and runtime are one llama.cpp commit) into fasttune's cache, once:
-`scripts/install.sh` does it, and the first GGUF export does it when it was not done. `convert` runs
+`scripts/install.sh --gguf` (or `--dev`) does it, and the first GGUF export does it when it was not done. `convert` runs
 it in its own process with its own bundled gguf-py (it needs newer gguf internals than the `gguf`
 release fasttune imports), so nothing of it is loaded into fasttune.
 
@@ -33,11 +33,10 @@ OUTTYPES = ("f16", "bf16", "q8_0")  # what the converter writes itself; k-quants
 
 
 def version() -> str:
-    try:
-        return importlib.metadata.version(PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        raise ExportError(f"GGUF export needs {PACKAGE} (llama.cpp); install fasttune with "
-                          "`bash scripts/install.sh`") from None
+    from fasttune.gguf_inference import runtime
+
+    runtime()  # installed on first use
+    return importlib.metadata.version(PACKAGE)
 
 
 def location() -> Path:

@@ -21,7 +21,7 @@ from pathlib import Path
 from fasttune.errors import ExportError
 from fasttune.export import converter
 from fasttune.export.formats import QUANTS
-from fasttune.gguf_inference import vocabulary
+from fasttune.gguf_inference import runtime, vocabulary
 
 K_QUANTS = {"q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
             "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K"}  # made by llama.cpp's quantizer from an f16 file
@@ -83,8 +83,7 @@ def _llama_quantize(src: Path, dst: Path, quant: str, say) -> None:
     import sys
     import tempfile
 
-    import llama_cpp
-
+    llama_cpp = runtime()
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, K_QUANTS[quant])
     params.nthread = os.cpu_count() or 1

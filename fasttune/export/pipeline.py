@@ -74,6 +74,10 @@ def export(run_dir: Path, formats: list[str], quants: list[str], out_dir: Path |
     out_dir = out_dir or run_dir / "export"
     with only_export(run_dir, out_dir):
         run = check_request(run_dir, formats, quants, out_dir, force)
+        if "gguf" in formats:  # llama.cpp, installed now on its first use, before any other work
+            from fasttune.gguf_inference import runtime
+
+            runtime(say)
         record_step(run_dir, "export", "running")
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
