@@ -15,6 +15,10 @@ really uses:
   it, every layer's saved tensors;
 - logits: one row per token over the vocabulary.
 
+Beside the GPU peak, `host`: the CPU memory Unsloth's offloaded checkpoints take (each layer's input,
+16-bit, per token: 256 KiB a token at the 8B shape, 10 GiB at 40k tokens), which a Colab's 12.7 GB
+of RAM must also hold.
+
 What differs between the backends each backend module declares as its `MEMORY` (a `BackendMemory`).
 The per-token coefficients marked "fitted", here and there, are what the measured runs in
 benchmarks/results/gpu-*.json (H100; 8B and 135M shapes) required; tests/test_plan.py holds the
@@ -114,6 +118,8 @@ class Breakdown:
     activations: float
     logits: float
     trained_label: str = "LoRA + optimizer"
+    host: float = 0.0
+    """CPU memory the run holds beside the GPU peak: Unsloth's offloaded layer inputs (not in `total`)."""
 
     @property
     def total(self) -> float:
@@ -139,11 +145,13 @@ def estimate(shape: Shape, *, backend: BackendMemory, load_in_4bit: bool, lora_r
     """Training peak on a GPU for `tokens` tokens per micro-batch (batch_size x max_seq_length);
     `backend` is the training backend's MEMORY. `full_weight_bytes` (4 or 2) estimates a full
     fine-tuning with weights of that size instead of LoRA."""
+    host = tokens * offloaded_bytes(shape, backend, checkpointing)
     if full_weight_bytes:
         b = full_weight_bytes  # weights, gradients, both AdamW moments and the residual stream in one dtype
         return Breakdown(weights=shape.params() * b, trained=shape.params() * 3 * b,
                          activations=tokens * activation_bytes(shape, backend, checkpointing, b),
-                         logits=tokens * shape.vocab * backend.logit_bytes, trained_label="gradients + AdamW")
+                         logits=tokens * shape.vocab * backend.logit_bytes, trained_label="gradients + AdamW",
+                         host=host)
     embed_bytes = 4 if backend.fp32_on_4bit and load_in_4bit else 2
     linears = shape.linears()
     unknown = sorted(set(targets) - set(linears))
@@ -157,7 +165,13 @@ def estimate(shape: Shape, *, backend: BackendMemory, load_in_4bit: bool, lora_r
         weights += shape.embedding_params() * embed_bytes
     return Breakdown(weights=weights, trained=trainable * LORA_BYTES,
                      activations=tokens * activation_bytes(shape, backend, checkpointing, embed_bytes),
-                     logits=tokens * shape.vocab * backend.logit_bytes)
+                     logits=tokens * shape.vocab * backend.logit_bytes, host=host)
+
+
+def offloaded_bytes(shape: Shape, backend: BackendMemory, checkpointing: bool) -> int:
+    """CPU bytes one token's offloaded checkpoints take: each layer's 16-bit input (Unsloth's offloaded
+    gradient checkpointing), 0 where nothing is offloaded."""
+    return shape.layers * shape.hidden * 2 if checkpointing and backend.offloads_checkpoints else 0
 
 
 def activation_bytes(shape: Shape, backend: BackendMemory, checkpointing: bool, residual_bytes: int) -> int:

@@ -40,6 +40,26 @@ def parse_gpu(text: str) -> float:
     return float(match.group(1))
 
 
+def machine_ram_gib() -> float | None:
+    """This machine's RAM in GiB (None where the OS does not say)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / memory.GIB
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def host_warning(breakdown: memory.Breakdown, ram_gib: float | None) -> str | None:
+    """A warning when Unsloth's offloaded checkpoints would not fit this machine's RAM beside the rest of
+    the process (taken as 3 GiB: Python, torch and the datasets), else None."""
+    host = breakdown.host / memory.GIB
+    if ram_gib is None or host + 3 <= ram_gib:
+        return None
+    return (f"the offloaded gradient checkpoints need about {host:.1f} GiB of CPU memory at this length, and this "
+            f"machine has {ram_gib:.1f} GiB: lower data.max_seq_length or train.batch_size")
+
+
 def detect_gpu() -> float | None:
     """This machine's GPU memory in GiB, or None without CUDA."""
     import torch
@@ -181,6 +201,10 @@ def resolve_auto(recipe, longest_row, say=print):
         batch = largest_batch(recipe, shape, backend, seq, usable) if usable is not None else CPU_BATCH
         say(f"train.batch_size=auto: {batch} "
             f"({f'fits {card:.0f} GiB at {seq} tokens' if usable is not None else 'CPU'})")
+    if usable is not None and batch:
+        warning = host_warning(peak(recipe, shape, backend, seq, batch), machine_ram_gib())
+        if warning:
+            say(f"Warning: {warning}")
     if usable is not None and (not batch or peak(recipe, shape, backend, seq, batch).total / memory.GIB > usable):
         need = peak(recipe, shape, backend, seq, max(batch, 1)).total / memory.GIB
         raise ConfigError(f"batch size {max(batch, 1)} at max_seq_length {seq} needs about {need:.1f} GiB; this "
@@ -207,7 +231,9 @@ def report(recipe, card_gib: float | None) -> dict:
                       "largest_batch": largest_batch(recipe, shape, backend, s, usable) if s else 0,
                       "largest_max_seq_length": largest_length(recipe, shape, backend, b or 1, usable)})
     at = (seq, batch) if "auto" not in (seq, batch) else (cards[-1]["max_seq_length"], cards[-1]["batch_size"])
-    breakdown = peak(recipe, shape, backend, *at).gib() if all(at) else {}
+    at_peak = peak(recipe, shape, backend, *at) if all(at) else None
+    breakdown = at_peak.gib() if at_peak else {}
+    ram = machine_ram_gib()
     return {"recipe": recipe.name, "model": recipe.model.name, "params": shape.params(),
             "shape": dataclasses.asdict(shape), "backend": backend, "load_in_4bit": recipe.model.load_in_4bit,
             "full_finetune": recipe.model.full_finetune, "full_weight_bytes": full_weight_bytes(recipe.model),
@@ -215,6 +241,8 @@ def report(recipe, card_gib: float | None) -> dict:
             "gradient_checkpointing": recipe.train.checkpointing(gpu=True),
             "gradient_checkpointing_auto": recipe.train.gradient_checkpointing == "auto",
             "max_seq_length": at[0], "batch_size": at[1], "peak_gib": {k: round(v, 2) for k, v in breakdown.items()},
+            "host_gib": round(at_peak.host / memory.GIB, 2) if at_peak else None, "machine_ram_gib": ram,
+            "host_warning": host_warning(at_peak, ram) if at_peak else None,
             "cards": cards, "not_counted": [DORA_NOTE] if lora.use_dora else [FULL_NOTE] if recipe.model.full_finetune
             else []}
 
@@ -241,6 +269,10 @@ def print_report(plan: dict, say) -> None:
         say(f"\nEstimated training peak on a GPU at batch {plan['batch_size']} x {plan['max_seq_length']} tokens:")
         for part, gib in plan["peak_gib"].items():
             say(f"  {part:<18} {gib:7.2f} GiB", highlight=False)
+        if plan["host_gib"]:
+            say(f"and in CPU memory, the offloaded gradient checkpoints: {plan['host_gib']:.2f} GiB", highlight=False)
+        if plan["host_warning"]:
+            say(f"Warning: {plan['host_warning']}", highlight=False)
     say(f"\n  GPU    usable   batch x length   peak     fits   largest batch   largest max_seq_length"
         f"\n{'(GiB)':>15}{'(GiB)':>25}{'at that length':>23}{'at that batch':>25}", highlight=False)
     for c in plan["cards"]:

@@ -136,6 +136,27 @@ def test_plan_for_llama_31_8b_on_a_16gb_card(tmp_path):
                                                                                           abs=0.03)
 
 
+def test_offloaded_checkpoints_are_counted_in_cpu_memory_and_warned_past_this_machine(tmp_path):
+    """Unsloth keeps each layer's 16-bit input per token in CPU memory: 32 x 4096 x 2 bytes = 256 KiB a token
+    at the 8B shape. At 40,960 tokens that is 10 GiB, which fits this machine; at 131,072 (32 GiB) it does not."""
+    folder = model_folder(tmp_path, LLAMA_31_8B)
+    reports = {}
+    for seq in (40960, 131072):
+        result = CliRunner().invoke(main, ["plan", "recipes/chat_sft.py", f"model.name={folder}", "--gpu", "80GB",
+                                           "model.backend=unsloth", "train.gradient_checkpointing=true",
+                                           f"data.max_seq_length={seq}", "train.batch_size=1", "--json"])
+        assert result.exit_code == 0, result.output
+        reports[seq] = json.loads(result.output)
+    assert reports[40960]["host_gib"] == pytest.approx(40960 * 256 / 2**20, abs=0.01)
+    ram = plan.machine_ram_gib()
+    assert reports[40960]["machine_ram_gib"] == ram and 13 < ram < 32  # this machine: 24 GiB
+    assert reports[40960]["host_warning"] is None
+    assert "need about 32.0 GiB of CPU memory" in reports[131072]["host_warning"]
+    hf = CliRunner().invoke(main, ["plan", "recipes/chat_sft.py", f"model.name={folder}", "model.backend=hf",
+                                   "train.gradient_checkpointing=true", "--json"])
+    assert json.loads(hf.output)["host_gib"] == 0  # the HF backend keeps its checkpoints on the GPU
+
+
 def test_plan_without_a_gpu_prints_a_table_of_cards():
     result = CliRunner().invoke(main, ["plan", "recipes/continued_pretraining.py"])
     assert result.exit_code == 0, result.output
