@@ -10,7 +10,7 @@ autocast follows the weights it loaded.
 A full fine-tuning (model.full_finetune) keeps float32 weights on every device unless model.dtype says
 otherwise, and computes in bf16 or fp16 autocast where the device has it: AdamW's update is about the
 learning rate, and a bf16 weight (8 bits of mantissa) rounds away any change below ~1/256 of itself,
-so 16-bit weights barely learn at full fine-tuning's usual rates (docs/variants.md has the measurement).
+so 16-bit weights barely learn at full fine-tuning's usual rates (benchmarks/README.md, Training variants).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ def mixed_precision(model) -> dict:
     """bf16/fp16 autocast flags: on a GPU fasttune/precision.py's rule (bf16 where native, else fp16
     with loss scaling); on CPU bf16 when the backend loaded bfloat16 weights (Unsloth does on CPUs
     with native bf16), or when every weight trains in float32 (a full fine-tuning's master weights) on a
-    CPU with native bf16: 1.4-2.2x faster steps than float32 on the demo model (docs/variants.md)."""
+    CPU with native bf16, where bf16 matmuls are faster than float32 ones."""
     import torch
 
     from fasttune import precision
