@@ -6,7 +6,7 @@ options. Afterwards it records whether llama-cpp-python and ipykernel are instal
 compiles nothing and leaves Jupyter alone.
 
     python benchmarks/install_time.py                       # writes benchmarks/results/install-*.json
-    python benchmarks/install_time.py --torch-wheel /opt/wheels/torch-2.13.0+cpu-...whl --option --gguf
+    python benchmarks/install_time.py --torch-wheel /opt/wheels/torch-2.13.0+cpu-...whl --option=--gguf
 """
 
 from __future__ import annotations

@@ -82,10 +82,10 @@ def notebook(path: Path) -> nbformat.NotebookNode:
                           "look at the data, train, compare before and after, export, and talk to the result."),
         new_markdown_cell("## Install\nOn Colab (Runtime → Change runtime type → a GPU): this keeps Colab's torch "
                           "and Jupyter and installs fasttune with its GPU profile and Unsloth. It compiles nothing: "
-                          "with torch already there it took 41 s on this project's 2-core test machine (not timed on "
+                          "with torch already there it took 42 s on this project's 2-core test machine (not timed on "
                           "Colab)." + (" llama.cpp, which the GGUF export at the end needs, is compiled when that "
-                                       "cell first runs (about 10 minutes on 2 cores, once); `bash scripts/install.sh "
-                                       "--gguf` here does it now instead." if gguf else "") +
+                                       "cell first runs (3.3 more minutes on that machine, once); `bash "
+                                       "scripts/install.sh --gguf` here does it now instead." if gguf else "") +
                           " Elsewhere, run it from a clone of the repository after `bash scripts/install.sh`, and "
                           "skip this cell."),
         code(f"!git clone --depth 1 {REPO} fasttune\n%cd fasttune\n!bash scripts/install.sh", "colab-install"),
@@ -116,7 +116,7 @@ def notebook(path: Path) -> nbformat.NotebookNode:
         new_markdown_cell("## Export\n" + ("GGUF for llama.cpp and Ollama (checked against the merged model: how "
                                            "many greedy tokens agree on held-out prompts), and merged 16-bit weights "
                                            "for transformers and vLLM. The first GGUF export installs llama.cpp "
-                                           "(pip compiles it: about 10 minutes on 2 cores, once)." if gguf else
+                                           "(pip compiles it, once: minutes)." if gguf else
                                            "Merged 16-bit weights. A classifier answers by scoring every label, "
                                            "which a GGUF runtime cannot do, so there is no GGUF for this task.")),
         code(f'report = run.export({json.dumps(["gguf", "merged"] if gguf else ["merged"])}, quant=EXPORT_QUANT)\n'

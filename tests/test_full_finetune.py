@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from helpers import ROOT, first_rows, invoke
+from helpers import ROOT, first_rows, invoke, run_cli
 
 FULL = ("model.full_finetune=true", "model.load_in_4bit=false")
 
@@ -79,9 +79,11 @@ def test_every_weight_reached_the_trainer_and_changed(full_run):
     from safetensors.torch import load_file
 
     from fasttune import models
+    from fasttune.recipe import Recipe
 
     built = json.loads((full_run / "trainer_args.json").read_text())["model"]  # read from the trainer's model
     assert built["lora"] is False and built["trainable_parameters"] == built["parameters"] > 100_000_000
+    assert Recipe.from_dict(json.loads((full_run / "config.json").read_text())).model.full_finetune  # on record
     assert (full_run / "model").is_dir() and not (full_run / "adapter").exists()
     trained = load_file(full_run / "model" / "model.safetensors")
     base = load_file(f"{models.resolve(models.EMBEDDED)}/model.safetensors")
@@ -119,3 +121,23 @@ def test_the_export_is_the_trained_weights_in_16_bit_and_the_gguf_answers_as_the
     assert verified["total_tokens"] == 16 and verified["matched_tokens"] >= 15  # 2 prompts x 8 greedy tokens
     refused = invoke("export", str(full_run), "--to", "adapter")
     assert refused.returncode == 2 and "has no LoRA adapter: export 'merged'" in refused.stderr
+
+
+@pytest.mark.e2e
+def test_the_unsloth_backend_trains_every_weight_in_float32_with_autocast_where_the_cpu_has_bf16(tmp_path):
+    """Two steps in a fresh process (Unsloth must be imported before transformers): Unsloth's loader with
+    full_finetuning, float32 weights as fasttune asks, and bf16 autocast exactly where this CPU computes bf16."""
+    from fasttune.precision import cpu_native_bf16
+
+    held_out = first_rows("recipes/data/chat_eval.jsonl", 4, tmp_path / "eval.jsonl")
+    result = run_cli("run", "recipes/chat_sft.py", "model.backend=unsloth", *FULL, "train.max_steps=2",
+                     "train.batch_size=2", "train.lr=2e-5", "train.warmup_ratio=0", "eval.samples=0", "eval.drift=false",
+                     "log.report_to=[]", f"data.eval={held_out}", f"log.runs_dir={tmp_path / 'runs'}")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "dtype = torch.float32" in result.stdout + result.stderr  # Unsloth's own report of what it loaded
+    [run] = list((tmp_path / "runs").iterdir())
+    built = json.loads((run / "trainer_args.json").read_text())
+    assert built["model"]["lora"] is False and built["model"]["trainable_parameters"] == built["model"]["parameters"]
+    assert built["args"]["bf16"] is cpu_native_bf16() and built["args"]["fp16"] is False
+    summary = json.loads((run / "eval.json").read_text())
+    assert summary["backend"] == "unsloth" and summary["after"]["eval_loss"] < summary["before"]["eval_loss"]

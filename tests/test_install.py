@@ -47,7 +47,7 @@ def test_the_first_gguf_use_installs_llama_cpp_saying_so(monkeypatch):
                        gguf_inference.requirement()]
     assert gguf_inference.requirement().startswith("llama-cpp-python") and "<0.4" in gguf_inference.requirement()
     assert env["CMAKE_ARGS"] == "-DGGML_NATIVE=OFF"  # a wheel that runs on any x86-64
-    assert "compiling llama.cpp from source (about 10 minutes" in said[0] and "install.sh --gguf" in said[0]
+    assert "compiling llama.cpp from source (minutes" in said[0] and "install.sh --gguf" in said[0]
     assert gguf_inference.runtime(said.append) is llama_cpp and len(calls) == 1  # installed once
 
 
