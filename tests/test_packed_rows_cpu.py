@@ -162,7 +162,7 @@ def test_gradient_checkpointing_recomputes_with_the_same_attention(tokenizer, tm
                                     warmup_ratio=0.0, lr=1e-2),
                         log=Log(report_to=[], runs_dir=str(tmp_path)))
         trainer = build_sft_trainer(recipe, model, tokenizer, Dataset.from_list(rows), None, RunHooks(tmp_path, "gc"))
-        # fp32: no fused LoRA
+        # no LoRA layers: no fused LoRA
         assert [trick.name for trick in trainer.step_tricks] == ["packed rows attention", "labelled-positions LM head"]
         trainer.train()
         assert trainer.args.gradient_checkpointing == checkpointing

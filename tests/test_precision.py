@@ -45,11 +45,35 @@ def test_bf16_only_where_the_gpu_has_it_natively_else_fp16_with_loss_scaling(gpu
     assert mixed_precision(Weights(torch.float32)) == {"bf16": bf16, "fp16": not bf16}
 
 
-def test_on_cpu_autocast_follows_the_weights_the_backend_loaded():
+class LoRAWeights(Weights):
+    peft_config = {"default": None}  # what marks a peft model
+
+
+@pytest.mark.parametrize("flags, native", [({"avx512_bf16", "avx2"}, True), ({"amx_bf16"}, True), ({"avx2"}, False)])
+def test_on_cpu_autocast_follows_the_weights_and_a_full_fine_tuning_takes_bf16_where_the_cpu_has_it(
+        monkeypatch, flags, native):
+    """LoRA: autocast follows the weights the backend loaded. Every weight in float32 (a full fine-tuning):
+    bf16 autocast on a CPU that computes bf16 itself, none where it would be emulated (AVX2 only)."""
     assert not torch.cuda.is_available()
-    assert mixed_precision(Weights(torch.bfloat16)) == {"bf16": True, "fp16": False}
-    assert mixed_precision(Weights(torch.float32)) == {"bf16": False, "fp16": False}
+    monkeypatch.setattr(precision, "cpu_info", lambda: {"model": "a CPU", "flags": flags})
+    assert precision.cpu_native_bf16() is native
+    assert mixed_precision(LoRAWeights(torch.bfloat16)) == {"bf16": True, "fp16": False, "use_cpu": True}
+    assert mixed_precision(LoRAWeights(torch.float32)) == {"bf16": False, "fp16": False}
+    full = {"bf16": True, "fp16": False, "use_cpu": True} if native else {"bf16": False, "fp16": False}
+    assert mixed_precision(Weights(torch.float32)) == full
     assert precision.describe().startswith("no GPU")
+
+
+@pytest.mark.parametrize("capability", [None, (7, 5), (8, 0)])
+def test_a_full_fine_tuning_keeps_float32_weights_on_every_device(gpu, capability):
+    from fasttune.config import Model
+
+    if capability:
+        gpu(capability)
+    full, lora = Model(full_finetune=True, load_in_4bit=False), Model()
+    assert precision.weights_dtype(full) == torch.float32  # AdamW's small updates survive: autocast computes
+    assert precision.weights_dtype(Model(full_finetune=True, load_in_4bit=False, dtype="bfloat16")) == torch.bfloat16
+    assert precision.weights_dtype(lora) == (precision.gpu_dtype() if capability else None)  # None: the backend's
 
 
 def test_no_module_asks_torch_whether_bf16_is_supported():

@@ -94,9 +94,10 @@ def _fused_forward(module, x, *args, **kwargs):
 
 
 class FusedLoRA:
-    """The step trick: applies to supervised fine-tuning steps on CPU under bf16 autocast (Unsloth's CPU
-    path loads bf16 weights there). GRPO and DPO steps keep peft's forward: their steps generate or
-    switch the adapter off inside, and no test holds the fused layers to peft's there."""
+    """The step trick: applies to supervised fine-tuning steps of a LoRA model on CPU under bf16 autocast
+    (Unsloth's CPU path loads bf16 weights there). GRPO and DPO steps keep peft's forward: their steps
+    generate or switch the adapter off inside, and no test holds the fused layers to peft's there. A
+    fully fine-tuned model has no LoRA layer to fuse."""
 
     name = "fused LoRA"
 
@@ -104,7 +105,8 @@ class FusedLoRA:
         import torch
         from trl import SFTTrainer
 
-        return not torch.cuda.is_available() and trainer.args.bf16 and isinstance(trainer, SFTTrainer)
+        return (not torch.cuda.is_available() and trainer.args.bf16 and isinstance(trainer, SFTTrainer)
+                and hasattr(trainer.model, "peft_config"))
 
     def context(self, trainer):
         return fused_lora_linears(trainer.model)
