@@ -75,8 +75,8 @@ class Model:
     vocabulary holds their markers (Gemma), else ChatML. Or 'model', 'chatml', 'gemma', or a .jinja file.
     config.json records the one chosen."""
     full_finetune: bool = False
-    """Train every weight instead of LoRA adapters (the lora section is then unused): a weight, its
-    gradient and AdamW's two moments for every parameter, so about 4x the model's memory (`fasttune plan`).
+    """Train every weight instead of LoRA adapters (the lora section is then unused): four copies of the
+    model (weights, gradients, AdamW's two moments), float32 unless model.dtype is 16-bit (`fasttune plan`).
     Needs model.load_in_4bit=false. The run keeps the full weights in model/ instead of adapter/."""
     lora: LoRA = field(default_factory=LoRA)
 

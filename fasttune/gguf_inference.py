@@ -4,8 +4,8 @@ verification run. Prompts arrive rendered; special tokens in them are parsed, an
 
 llama-cpp-python is fasttune's `gguf` extra, not a plain dependency: PyPI has no wheel of it, and
 compiling llama.cpp is most of an install that includes it (benchmarks/README.md, Tests and install),
-for a part only GGUF export and GGUF chat use. `runtime()` installs it the first time one of them needs it, saying so;
-`bash scripts/install.sh --gguf` installs it ahead of time.
+for a part only GGUF export and GGUF chat use. `runtime()` installs it the first time one of them
+needs it, saying so; `bash scripts/install.sh --gguf` installs it ahead of time.
 """
 
 from __future__ import annotations
@@ -54,9 +54,8 @@ def install(say=None) -> None:
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
     spec = requirement()
     say(f"GGUF needs llama.cpp, which fasttune installs the first time it is used: pip is installing {spec}, "
-        "compiling llama.cpp from source (minutes: 3.3 on a 2-core CPU in benchmarks/README.md; once, pip caches "
-        "the wheel). "
-        f"`bash scripts/install.sh --{EXTRA}` does this ahead of time.")
+        "compiling llama.cpp from source (minutes: 3.3 on the 2-core CPU of benchmarks/README.md), once; pip "
+        f"caches the wheel. `bash scripts/install.sh --{EXTRA}` does this ahead of time.")
     env = {**os.environ, "CMAKE_ARGS": os.environ.get("CMAKE_ARGS", "-DGGML_NATIVE=OFF")}  # runs on any x86-64
     done = subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", spec], env=env)
     if done.returncode != 0:

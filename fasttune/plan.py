@@ -248,7 +248,8 @@ def report(recipe, card_gib: float | None) -> dict:
 
 
 FULL_NOTE = ("model.full_finetune: the estimate counts a weight, a gradient and AdamW's two moments per parameter, "
-             "but no full fine-tuning has been measured on a GPU, so it is not calibrated as the LoRA figures are")
+             "but no full fine-tuning has been measured on a GPU, so it is not calibrated as the LoRA figures are; "
+             "DPO's reference model, a second copy of the weights, is not counted")
 DORA_NOTE = ("model.lora.use_dora: DoRA's extra memory is not counted here (each adapted weight's norm is "
              "recomputed every step); on the CPU demo it raised the peak by 28% (benchmarks/README.md, "
              "Training variants), and no GPU figure has been measured")

@@ -49,7 +49,7 @@ def load(model_cfg, path: str, max_seq_length: int, gradient_checkpointing: bool
     checkpointing = "unsloth" if gradient_checkpointing else False
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=path, max_seq_length=max_seq_length, dtype=dtype, load_in_4bit=use_4bit(model_cfg),
-        # every weight trainable, in the dtype it loads in (Unsloth trains bf16 weights as they are)
+        # full_finetuning: every weight trainable, in `dtype` (float32 unless model.dtype says otherwise)
         full_finetuning=model_cfg.full_finetune, use_gradient_checkpointing=checkpointing,
     )
     # Unsloth sets generation_config.max_length to the context size; since every generate call

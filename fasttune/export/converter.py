@@ -6,9 +6,9 @@ kept up to date. PyPI has no package that installs it beside the `gguf` package 
 ships inside the source distribution of llama-cpp-python, next to the llama.cpp that this same
 package compiles and runs. `fetch` takes it from the sdist of the *installed* llama-cpp-python
 version (so converter and runtime are one llama.cpp commit) into fasttune's cache, once:
-`scripts/install.sh --gguf` (or `--dev`) does it, and the first GGUF export does it when it was not done. `convert` runs
-it in its own process with its own bundled gguf-py (it needs newer gguf internals than the `gguf`
-release fasttune imports), so nothing of it is loaded into fasttune.
+`scripts/install.sh --gguf` (or `--dev`) does it, and the first GGUF export does it when it was not
+done. `convert` runs it in its own process with its own bundled gguf-py (it needs newer gguf
+internals than the `gguf` release fasttune imports), so nothing of it is loaded into fasttune.
 
     python -m fasttune.export.converter      # fetch it now (prints where)
 """
