@@ -124,6 +124,14 @@ def test_the_export_is_the_trained_weights_in_16_bit_and_the_gguf_answers_as_the
 
 
 @pytest.mark.e2e
+def test_eval_redone_from_the_run_folder_loads_the_trained_weights(full_run):
+    after = json.loads((full_run / "eval.json").read_text())["after"]["eval_loss"]
+    result = invoke("eval", str(full_run))  # model/ put back on a freshly loaded model (session.load_trained_weights)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((full_run / "eval.json").read_text())["after"]["eval_loss"] == pytest.approx(after, abs=1e-3)
+
+
+@pytest.mark.e2e
 def test_the_unsloth_backend_trains_every_weight_in_float32_with_autocast_where_the_cpu_has_bf16(tmp_path):
     """Two steps in a fresh process (Unsloth must be imported before transformers): Unsloth's loader with
     full_finetuning, float32 weights as fasttune asks, and bf16 autocast exactly where this CPU computes bf16."""
