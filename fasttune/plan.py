@@ -41,11 +41,11 @@ def parse_gpu(text: str) -> float:
 
 
 def machine_ram_gib() -> float | None:
-    """This machine's RAM in GiB (None where the OS does not say)."""
-    import os
+    """This machine's RAM in GiB (`fasttune env`'s figure; None where the OS does not say)."""
+    from fasttune.env import memory_gib
 
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / memory.GIB
+        return memory_gib()
     except (ValueError, OSError, AttributeError):
         return None
 

@@ -15,7 +15,7 @@ def test_env_names_backend_reason_and_versions():
     result = run_cli("env")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Backend 'auto' -> unsloth: imported" in result.stdout
-    for package in ("torch", "transformers", "trl", "peft", "unsloth"):
+    for package in ("torch", "transformers", "trl", "peft", "unsloth", "llama-cpp-python"):
         assert re.search(rf"\b{package} \d", result.stdout), package
     assert "GPU path missing: no CUDA GPU" in result.stdout  # this machine has none
 
