@@ -234,6 +234,7 @@ def report(recipe, card_gib: float | None) -> dict:
     at_peak = peak(recipe, shape, backend, *at) if all(at) else None
     breakdown = at_peak.gib() if at_peak else {}
     ram = machine_ram_gib()
+    notes = [note for applies, note in ((lora.use_dora, DORA_NOTE), (recipe.model.full_finetune, FULL_NOTE)) if applies]
     return {"recipe": recipe.name, "model": recipe.model.name, "params": shape.params(),
             "shape": dataclasses.asdict(shape), "backend": backend, "load_in_4bit": recipe.model.load_in_4bit,
             "full_finetune": recipe.model.full_finetune, "full_weight_bytes": full_weight_bytes(recipe.model),
@@ -243,8 +244,7 @@ def report(recipe, card_gib: float | None) -> dict:
             "max_seq_length": at[0], "batch_size": at[1], "peak_gib": {k: round(v, 2) for k, v in breakdown.items()},
             "host_gib": round(at_peak.host / memory.GIB, 2) if at_peak else None, "machine_ram_gib": ram,
             "host_warning": host_warning(at_peak, ram) if at_peak else None,
-            "cards": cards, "not_counted": [DORA_NOTE] if lora.use_dora else [FULL_NOTE] if recipe.model.full_finetune
-            else []}
+            "cards": cards, "not_counted": notes}
 
 
 FULL_NOTE = ("model.full_finetune: the estimate counts a weight, a gradient and AdamW's two moments per parameter, "

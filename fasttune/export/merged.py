@@ -136,11 +136,6 @@ class StreamingMerge:
         checkpoint converted, nothing merged)."""
         if getattr(config, "quantization_config", None):
             return "the checkpoint is pre-quantized"
-        settings = json.loads((adapter / "adapter_config.json").read_text()) if adapter else {"peft_type": "LORA"}
-        for key, bad in (("peft_type", lambda v: v != "LORA"), ("fan_in_fan_out", bool), ("rank_pattern", bool),
-                         ("alpha_pattern", bool), ("lora_bias", bool), ("bias", lambda v: v not in (None, "none"))):
-            if bad(settings.get(key)):
-                return f"adapter_config.json has {key}={settings.get(key)!r}"
         index = base / "model.safetensors.index.json"
         files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else \
             ["model.safetensors"]
@@ -152,6 +147,11 @@ class StreamingMerge:
             shards[base / name].pop("__metadata__", None)
         if adapter is None:
             return cls(shards, starts, None, {}, {}, 1.0, False)
+        settings = json.loads((adapter / "adapter_config.json").read_text())
+        for key, bad in (("peft_type", lambda v: v != "LORA"), ("fan_in_fan_out", bool), ("rank_pattern", bool),
+                         ("alpha_pattern", bool), ("lora_bias", bool), ("bias", lambda v: v not in (None, "none"))):
+            if bad(settings.get(key)):
+                return f"adapter_config.json has {key}={settings.get(key)!r}"
         names = {n: shard for shard, tensors in shards.items() for n in tensors}
         adapter_file = adapter / "adapter_model.safetensors"
         keys, _ = header(adapter_file)
