@@ -136,17 +136,32 @@ def continuation(llm, prompt: list[int], max_new_tokens: int, temperature: float
         yield token
 
 
-def greedy_tokens(path: Path, prompt_text: str, max_new_tokens: int) -> list[int]:
-    """Open the file with a context that holds the prompt and the answer, continue the prompt greedily,
-    close it. The context is sized from the prompt's length (read with the vocabulary alone, no
-    weights), at least 512 tokens and at most the context the model was trained with, beyond which
-    greedy_continue refuses. (A fixed 512 once refused function-calling prompts: their tool schemas
-    alone run past 500 tokens.)"""
+@contextmanager
+def sized_for(path: Path, prompt_text: str, max_new_tokens: int):
+    """The file opened with a context that holds the prompt and the answer, closed after. The context is
+    sized from the prompt's length (read with the vocabulary alone, no weights), at least 512 tokens and
+    at most the context the model was trained with, beyond which greedy_continue refuses. (A fixed 512
+    once refused function-calling prompts: their tool schemas alone run past 500 tokens.)"""
     with vocabulary(path) as vocab:
         needed = len(vocab.tokenize(prompt_text.encode("utf-8"), add_bos=False, special=True)) + max_new_tokens
         trained = context_of(vocab)
     llm = open_model(path, n_ctx=min(max(512, -(-needed // 256) * 256), trained))
     try:
-        return greedy_continue(llm, prompt_text, max_new_tokens)
+        yield llm
     finally:
         llm.close()
+
+
+def greedy_tokens(path: Path, prompt_text: str, max_new_tokens: int) -> list[int]:
+    """The file's greedy answer to a rendered prompt, in a context opened for it and closed after."""
+    with sized_for(path, prompt_text, max_new_tokens) as llm:
+        return greedy_continue(llm, prompt_text, max_new_tokens)
+
+
+def forced_choices(path: Path, prompt_text: str, answer: list[int], start: int, max_new_tokens: int) -> list:
+    """Teacher forcing: the file's greedy next token after the prompt and answer[:i], for each i from
+    `start` on (None where it would end the turn). llama.cpp keeps the shared prefix in its KV cache
+    between calls, so each position costs one token's decode."""
+    with sized_for(path, prompt_text, max_new_tokens) as llm:
+        prompt = llm.tokenize(prompt_text.encode("utf-8"), add_bos=False, special=True)
+        return [next(iter(continuation(llm, prompt + answer[:i], 1)), None) for i in range(start, len(answer))]

@@ -209,6 +209,28 @@ def test_gemma_turns_prompt_the_model_as_training_did_in_every_runtime(tiny_gguf
     assert drifted["training"]["text"] == "user" and drifted["ollama"]["text"] == "system"
 
 
+def test_teacher_forced_choices_are_the_next_token_argmax_after_each_prefix(tiny_ggufs):
+    """Export verification's second count: given the prompt and a fixed answer's first i tokens, the
+    GGUF's greedy next token, for every i, with llama.cpp's KV cache kept between positions. It must
+    equal transformers' argmax over one forward pass of the whole sequence (an answer that is not the
+    model's own, so the choices are not merely the answer echoed)."""
+    import llama_cpp
+
+    from fasttune.gguf_inference import forced_choices, vocabulary
+
+    model, _, path = tiny_ggufs("llama")
+    text = "The capital of France is"
+    answer = [4093, 198, 1780, 314, 260, 3575, 282, 4649, 47, 520]
+    with vocabulary(path) as vocab:
+        prompt = vocab.tokenize(text.encode(), add_bos=False, special=True)
+        is_end = lambda t: llama_cpp.llama_vocab_is_eog(llama_cpp.llama_model_get_vocab(vocab.model), t)  # noqa: E731
+        with torch.no_grad():
+            logits = model(torch.tensor([prompt + answer])).logits[0]
+        expected = [None if is_end(t) else t for t in logits[len(prompt) - 1:-1].argmax(-1).tolist()]
+    got = forced_choices(path, text, answer, 3, 16)
+    assert got == expected[3:] and got != answer[3:]
+
+
 def test_an_architecture_llama_cpp_cannot_convert_is_refused_in_its_words(smollm2, tmp_path):
     import json
 

@@ -235,17 +235,25 @@ def _gguf(job: Job) -> None:
             job.say(f"{path.name}: not verified ({unverified})")
         else:
             try:
-                if "tokens" not in job.reference:
-                    job.reference["tokens"] = hf_greedy(merged_dir, tokenizer, prompts, job.verify_tokens)
-                v = info["verification"] = agreement(path, prompts, job.reference["tokens"], job.verify_tokens)
+                if "answers" not in job.reference:
+                    job.reference["answers"] = hf_greedy(merged_dir, tokenizer, prompts, job.verify_tokens)
+                v = info["verification"] = agreement(path, prompts, job.reference["answers"], job.verify_tokens)
             except BaseException:  # a file whose check could not run is not left looking like a finished export
                 path.unlink(missing_ok=True)
                 modelfile.unlink(missing_ok=True)
                 raise
             job.say(f"{path.name}: {info['size_bytes'] / 2**20:.1f} MiB, greedy tokens matching the merged model: "
-                         f"{v['matched_tokens']}/{v['total_tokens']} "
-                         f"({v['exact_prompts']}/{len(prompts)} prompts exact)")
+                    f"{v['matched_tokens']}/{v['total_tokens']} as answered, {v['next_token_matches']}/"
+                    f"{v['total_tokens']} given the merged model's answer so far "
+                    f"({v['exact_prompts']}/{len(prompts)} prompts exact){_near_ties(v)}")
         job.ledger.add(info)
+
+
+def _near_ties(verification: dict) -> str:
+    margins = [p["first_difference"]["merged_margin"] for p in verification["prompts"] if "first_difference" in p]
+    if not margins:
+        return ""
+    return f"; the merged model's margin where they first differ: {', '.join(map(str, margins))} logits"
 
 
 WRITERS = {"adapter": _adapter, "merged": _merged, "gguf": _gguf}
