@@ -21,22 +21,30 @@ CHATML = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-# fasttune's tool-calling template, for models whose own template has no tools (SmolLM2's has
-# none): ChatML with the Hermes / Qwen2.5 conventions — tool signatures in the system turn inside
-# <tools></tools>, calls as {"name", "arguments"} JSON inside <tool_call></tool_call>, and results
-# returned as a user turn inside <tool_response></tool_response>. It is saved with the tokenizer, so
-# training, evaluation, `fasttune chat` and every export render tool calls identically.
-TOOLS_CHATML = (
-    # Every newline sits inside {{ '...' }}: transformers renders with trim_blocks, which would drop
-    # a newline written right after a {% %} tag.
-    "{% if tools %}{{ '<|im_start|>system\\n' }}"
-    "{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] + '\\n\\n' }}{% endif %}"
+# fasttune's tool-calling turns, for models whose own template has no tools (SmolLM2's has none), with
+# the Hermes / Qwen2.5 conventions: tool signatures in the system text inside <tools></tools>, calls as
+# {"name", "arguments"} JSON inside <tool_call></tool_call>, and results returned as a user turn inside
+# <tool_response></tool_response>. Written in the model's family's turns (TOOLS_CHATML, TOOLS_GEMMA), and
+# saved with the tokenizer, so training, evaluation, `fasttune chat` and every export render tool calls
+# identically. Every newline sits inside {{ '...' }}: transformers renders with trim_blocks, which would
+# drop a newline written right after a {% %} tag.
+_TOOLS_TEXT = (
     "{{ '# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\n"
     "You are provided with function signatures within <tools></tools> XML tags:\\n<tools>' }}"
     "{% for tool in tools %}{{ '\\n' + (tool | tojson) }}{% endfor %}"
     "{{ '\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments within "
     "<tool_call></tool_call> XML tags:\\n<tool_call>\\n{\"name\": <function-name>, \"arguments\": <args-json-object>}"
-    "\\n</tool_call><|im_end|>\\n' }}"
+    "\\n</tool_call>' }}"
+)
+_CALLS = (  # an assistant turn's calls, after its text
+    "{% for call in message['tool_calls'] %}{% if not loop.first %}{{ '\\n' }}{% endif %}"
+    "{{ '<tool_call>\\n' + ({'name': call['function']['name'], 'arguments': call['function']['arguments']} | tojson)"
+    " + '\\n</tool_call>' }}{% endfor %}"
+)
+TOOLS_CHATML = (
+    "{% if tools %}{{ '<|im_start|>system\\n' }}"
+    "{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] + '\\n\\n' }}{% endif %}"
+    + _TOOLS_TEXT + "{{ '<|im_end|>\\n' }}"
     "{% elif messages[0]['role'] == 'system' %}{{ '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
     "{% endif %}"
     "{% for message in messages %}"
@@ -44,10 +52,7 @@ TOOLS_CHATML = (
     "{% elif message['role'] == 'tool' %}"
     "{{ '<|im_start|>user\\n<tool_response>\\n' + message['content'] + '\\n</tool_response><|im_end|>\\n' }}"
     "{% elif message['role'] == 'assistant' and message.get('tool_calls') %}{{ '<|im_start|>assistant\\n' }}"
-    "{% if message['content'] %}{{ message['content'] + '\\n' }}{% endif %}"
-    "{% for call in message['tool_calls'] %}{% if not loop.first %}{{ '\\n' }}{% endif %}"
-    "{{ '<tool_call>\\n' + ({'name': call['function']['name'], 'arguments': call['function']['arguments']} | tojson)"
-    " + '\\n</tool_call>' }}{% endfor %}{{ '<|im_end|>\\n' }}"
+    "{% if message['content'] %}{{ message['content'] + '\\n' }}{% endif %}" + _CALLS + "{{ '<|im_end|>\\n' }}"
     "{% else %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{% endif %}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
@@ -83,8 +88,29 @@ GEMMA = (
     "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
 )
 
+# GEMMA with tools: the tool signatures follow the system text at the head of the first user turn; a
+# tool's result is a user turn. Without tools it renders exactly as GEMMA.
+TOOLS_GEMMA = (
+    "{{ bos_token }}"
+    "{% if messages[0]['role'] == 'system' %}{% set first_user_prefix = messages[0]['content'] + '\\n\\n' %}"
+    "{% set loop_messages = messages[1:] %}"
+    "{% else %}{% set first_user_prefix = '' %}{% set loop_messages = messages %}{% endif %}"
+    "{% for message in loop_messages %}"
+    "{% if message['role'] == 'tool' %}"
+    "{{ '<start_of_turn>user\\n<tool_response>\\n' + message['content'] + '\\n</tool_response><end_of_turn>\\n' }}"
+    "{% else %}{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{{ '<start_of_turn>' + role + '\\n' }}{% if loop.first %}{{ first_user_prefix }}"
+    "{% if tools %}" + _TOOLS_TEXT + "{{ '\\n\\n' }}{% endif %}{% endif %}"
+    "{% if message.get('tool_calls') %}{% if message['content'] %}{{ (message['content'] | trim) + '\\n' }}{% endif %}"
+    + _CALLS + "{% else %}{{ message['content'] | trim }}{% endif %}{{ '<end_of_turn>\\n' }}"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}"
+)
+
 FAMILIES = {"chatml": CHATML, "gemma": GEMMA}
 """fasttune's templates for models without one, by the name `model.chat_template` takes."""
+TOOLS = {"chatml": TOOLS_CHATML, "gemma": TOOLS_GEMMA}
+"""fasttune's tool-calling templates, by the family whose turns they write."""
 MARKERS = {"gemma": ("<start_of_turn>", "<end_of_turn>")}
 """A template-less model gets a family's template when its vocabulary holds these turn markers, each as
 one token (a model trained with them); otherwise ChatML, whose markers it must then learn to spell."""

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from fasttune import rewards
-from fasttune.chat_template import IGNORE, TOOLS_CHATML, tokenize_conversation
+from fasttune.chat_template import IGNORE, TOOLS_CHATML, TOOLS_GEMMA, tokenize_conversation
 from fasttune.errors import ConfigError, RewardError
 from fasttune.tasks import GRPO, FunctionCalling
 from fasttune.tasks.function_calling import parse_call
@@ -118,7 +118,7 @@ def test_tool_calls_and_answers_are_trained_and_nothing_else(tokenizer):
     import copy
 
     tok = copy.deepcopy(tokenizer)
-    assert "fasttune tool-calling ChatML" in str(FunctionCalling().setup_tokenizer(tok))
+    assert str(FunctionCalling().setup_tokenizer(tok)) == "chatml (fasttune's tool-calling chatml turns: the template had no tools)"
     assert tok.chat_template == TOOLS_CHATML
     r = row()
     out = tokenize_conversation(tok, r["messages"], 2048, tools=r["tools"])
@@ -128,6 +128,28 @@ def test_tool_calls_and_answers_are_trained_and_nothing_else(tokenizer):
     text = tok.decode(out.input_ids)
     assert '<tools>\n{"type": "function", "function": {"name": "get_weather"' in text
     assert "<tool_response>\n{\"temperature\": 3}\n</tool_response>" in text
+
+
+def test_a_gemma_model_calls_tools_in_its_own_turns_and_trains_its_one_token_stop(gemma_tokenizer):
+    """Gemma's template has no tools: the tool-calling turns are Gemma's (not ChatML's, whose markers
+    Gemma's vocabulary spells in pieces), the signatures head the first user turn as a system text does,
+    and each trained turn ends on <end_of_turn>, the one token generation stops on."""
+    import copy
+
+    from fasttune.chat_template import end_of_turn_ids
+
+    tok = copy.deepcopy(gemma_tokenizer)
+    assert FunctionCalling().setup_tokenizer(tok).name == "gemma" and tok.chat_template == TOOLS_GEMMA
+    r = row()
+    out = tokenize_conversation(tok, [{"role": "system", "content": "Be brief."}, *r["messages"]], 2048, tools=r["tools"])
+    trained = tok.decode([t for t, label in zip(out.input_ids, out.labels) if label != IGNORE])
+    assert trained == ('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call><end_of_turn>\n'
+                       "It is 3 degrees in Oslo.<end_of_turn>\n")
+    assert end_of_turn_ids(tok)[0] == tok.convert_tokens_to_ids("<end_of_turn>") == 106
+    assert [label for label in out.labels if label != IGNORE].count(106) == 2
+    text = tok.decode(out.input_ids)
+    assert text.startswith("<bos><start_of_turn>user\nBe brief.\n\n# Tools\n") and "<|im_start|>" not in text
+    assert "<start_of_turn>user\n<tool_response>\n{\"temperature\": 3}\n</tool_response><end_of_turn>" in text
 
 
 def test_function_calling_metrics():

@@ -6,9 +6,10 @@ Rows follow the TRL / OpenAI format: `tools` holds JSON-schema function definiti
 carry `tool_calls` ([{"type": "function", "function": {"name", "arguments"}}]), followed by `tool`
 messages with the results, then a final assistant answer.
 
-Rendering: the model's own chat template when it knows tools; otherwise fasttune's tool-aware
-ChatML (fasttune/chat_template.py, TOOLS_CHATML), saved with the tokenizer so training, evaluation,
-`fasttune chat` and exports all use it.
+Rendering: the model's own chat template when it knows tools; otherwise fasttune's tool-calling
+template in the turns the chosen template writes (fasttune/chat_template.py, TOOLS: Gemma's turns for a
+Gemma template, ChatML otherwise), saved with the tokenizer so training, evaluation, `fasttune chat`
+and exports all use it.
 
 Validation (before any model loads): every call names a tool the row defines, its arguments
 validate against that tool's JSON schema (jsonschema), and tool results follow a call.
@@ -26,7 +27,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import ClassVar
 
-from fasttune.chat_template import TOOLS_CHATML, TemplateChoice, tokenize_conversation
+from fasttune.chat_template import MARKERS, TOOLS, TemplateChoice, tokenize_conversation
 from fasttune.tasks.base import SFTTask, share
 
 CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
@@ -38,12 +39,15 @@ class FunctionCalling(SFTTask):
     scores_outputs: ClassVar[bool] = True
 
     def setup_tokenizer(self, tokenizer, setting: str = "auto"):
-        """The template `setting` gives when it renders tools; else fasttune's tool-calling ChatML."""
+        """The template `setting` gives when it renders tools; else fasttune's tool-calling template in
+        that template's turns (a Gemma model keeps <end_of_turn>, one token, as its stop), else ChatML's."""
         choice = super().setup_tokenizer(tokenizer, setting)
-        if "tools" in (tokenizer.chat_template or ""):
+        template = tokenizer.chat_template or ""
+        if "tools" in template:
             return TemplateChoice(choice.name, f"{choice.why}, with tools")
-        tokenizer.chat_template = TOOLS_CHATML
-        return TemplateChoice("chatml", "fasttune tool-calling ChatML: the template had no tools")
+        family = next((name for name, (start, _) in MARKERS.items() if start in template), "chatml")
+        tokenizer.chat_template = TOOLS[family]
+        return TemplateChoice(family, f"fasttune's tool-calling {family} turns: the template had no tools")
 
     def check_row(self, row: dict) -> list[tuple[str, str]]:
         tools, problems = row.get("tools"), []
