@@ -1,15 +1,16 @@
-"""Shared fixtures: the real SmolLM2 tokenizer, a recipe file writer, and the trained runs that several
-test modules read (each trained once per session). Helpers that tests import live in tests/helpers.py
+"""Shared fixtures: the real SmolLM2 tokenizer, a recipe file writer, and the trained runs (and their
+export) that several test modules read (each trained once per session). Helpers that tests import live in tests/helpers.py
 (a conftest is for pytest to load, not for tests to import)."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from helpers import CHAT_RUN, WANDB_UNREACHABLE, NotebookRun, TrainedRun, execute_notebook, train_run
+from helpers import CHAT_RUN, WANDB_UNREACHABLE, NotebookRun, TrainedRun, execute_notebook, invoke, train_run
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +66,16 @@ def chat_run_unsloth(tmp_path_factory) -> TrainedRun:
     """CHAT_RUN on the Unsloth backend (its CPU fallback here)."""
     return train_run(tmp_path_factory.mktemp("chat-unsloth"), *CHAT_RUN, "model.backend=unsloth",
                      "eval.drift=false", env=WANDB_UNREACHABLE)  # the drift tests read chat_run_hf
+
+
+@pytest.fixture(scope="session")
+def chat_export(chat_run_hf) -> tuple[Path, dict]:
+    """chat_run_hf exported once to adapter, merged and GGUF f16, q8_0 and q4_k_m, each GGUF verified on 2
+    held-out prompts: (the export folder, export.json) (tests/test_export.py, test_gguf.py)."""
+    result = invoke("export", str(chat_run_hf.path), "--to", "adapter", "--to", "merged", "--to", "gguf",
+                    "--quant", "f16,q8_0,q4_k_m", "--verify-prompts", "2")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return chat_run_hf.path / "export", json.loads((chat_run_hf.path / "export" / "export.json").read_text())
 
 
 @pytest.fixture(scope="session")

@@ -24,16 +24,8 @@ def run_dir(chat_run_hf):
     return chat_run_hf.path
 
 
-@pytest.fixture(scope="module")
-def exported(run_dir):
-    result = invoke("export", str(run_dir), "--to", "adapter", "--to", "merged", "--to", "gguf",
-                     "--quant", "f16,q8_0,q4_k_m", "--verify-prompts", "2")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return run_dir / "export", json.loads((run_dir / "export" / "export.json").read_text())
-
-
-def test_all_forms_are_written(exported):
-    out, report = exported
+def test_all_forms_are_written(chat_export):
+    out, report = chat_export
     kinds = [(e["format"], e.get("quant")) for e in report["exports"]]
     assert kinds == [("adapter", None), ("merged", None), ("gguf", "f16"), ("gguf", "q8_0"), ("gguf", "q4_k_m")]
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
@@ -43,13 +35,13 @@ def test_all_forms_are_written(exported):
     assert not list(out.glob(".*tmp*")), "temporary files left behind"
 
 
-def test_merged_matches_the_adapter_model(run_dir, exported):
+def test_merged_matches_the_adapter_model(run_dir, chat_export):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from fasttune import models
 
-    out, report = exported
+    out, report = chat_export
     merged_info = next(e for e in report["exports"] if e["format"] == "merged")
     assert merged_info["dtype"] == "float16" and "original checkpoint" in merged_info["base_weights"]
     assert merged_info["merge"] == "streamed, one tensor at a time"
@@ -78,8 +70,8 @@ def test_the_merge_needs_little_ram_beside_its_imports(run_dir, tmp_path):
     assert peak <= shard + 2**30 and peak - imports < shard / 2
 
 
-def test_f16_gguf_answers_exactly_like_the_merged_model(exported):
-    _, report = exported
+def test_f16_gguf_answers_exactly_like_the_merged_model(chat_export):
+    _, report = chat_export
     f16 = next(e for e in report["exports"] if e.get("quant") == "f16")
     v = f16["verification"]
     assert v["exact_prompts"] == 2 and v["matched_tokens"] == v["total_tokens"] > 0
@@ -88,19 +80,19 @@ def test_f16_gguf_answers_exactly_like_the_merged_model(exported):
         assert all(p["gguf_tokens"] > 0 for p in q["prompts"])  # loads and produces text
 
 
-def test_modelfile_names_the_file_and_the_template(exported):
-    out, _ = exported
+def test_modelfile_names_the_file_and_the_template(chat_export):
+    out, _ = chat_export
     text = (out / "model-q4_k_m.Modelfile").read_text()
     assert "FROM ./model-q4_k_m.gguf" in text
     assert "<|im_start|>{{ .Role }}" in text and 'PARAMETER stop "<|im_end|>"' in text
     assert 'SYSTEM """You are a helpful AI assistant named SmolLM' in text  # the template's default system turn
 
 
-def test_every_gguf_prompts_the_model_as_training_did(exported):
+def test_every_gguf_prompts_the_model_as_training_did(chat_export):
     """export.json's template_conformance: each fixed conversation renders to training's token ids
     through the GGUF's own template (transformers' and llama-cpp-python's Jinja) and through the
     Modelfile (Ollama's Go template, with the Modelfile's SYSTEM where a conversation has none)."""
-    _, report = exported
+    _, report = chat_export
     for record in (e for e in report["exports"] if e["format"] == "gguf"):
         conformance = record["template_conformance"]
         assert conformance["problems"] == [], conformance["problems"]
@@ -113,7 +105,7 @@ def test_every_gguf_prompts_the_model_as_training_did(exported):
         assert stop["llama_cpp_stops_on_it"] and stop["modelfile_stops_on_it"]
 
 
-def test_a_modelfile_that_prompts_otherwise_fails_the_export_and_leaves_nothing(exported, run_dir, tmp_path,
+def test_a_modelfile_that_prompts_otherwise_fails_the_export_and_leaves_nothing(chat_export, run_dir, tmp_path,
                                                                                 monkeypatch):
     """The Go template fasttune wrote before this check: `.System` before the messages, which Ollama
     also keeps in `.Messages`, so the system prompt came twice. The export now names the first
@@ -124,7 +116,7 @@ def test_a_modelfile_that_prompts_otherwise_fails_the_export_and_leaves_nothing(
 
     monkeypatch.setattr(modelfile, "CHATML_TEMPLATE", "{{- if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n"
                         "{{ end }}" + modelfile.CHATML_TEMPLATE)
-    out, _ = exported
+    out, _ = chat_export
     job = pipeline.Job(open_run(run_dir), tmp_path, ["f16"], verify_prompts=0, verify_tokens=8, say=print,
                        merged_dir=out / "merged", ledger=pipeline.Ledger(tmp_path, run_dir), merge_info={})
     with pytest.raises(ExportError) as refused:
@@ -135,8 +127,8 @@ def test_a_modelfile_that_prompts_otherwise_fails_the_export_and_leaves_nothing(
     assert not list(tmp_path.glob("model-*")), "the GGUF or its Modelfile was left behind"
 
 
-def test_chat_answers_the_same_through_run_merged_and_gguf(run_dir, exported):
-    out, _ = exported
+def test_chat_answers_the_same_through_run_merged_and_gguf(run_dir, chat_export):
+    out, _ = chat_export
     answers = {}
     for name, target in {"run": run_dir, "merged": out / "merged", "gguf": out / "model-f16.gguf"}.items():
         result = invoke("chat", str(target), "--prompt", PROMPT, "--max-new-tokens", "24")
@@ -145,15 +137,15 @@ def test_chat_answers_the_same_through_run_merged_and_gguf(run_dir, exported):
     assert answers["run"] and answers["run"] == answers["merged"] == answers["gguf"], answers
 
 
-def test_chat_continue_extends_the_assistant_message(exported):
-    out, _ = exported
+def test_chat_continue_extends_the_assistant_message(chat_export):
+    out, _ = chat_export
     prefix = "Ahoy! The capital of France"
     result = invoke("chat", str(out / "merged"), "--prompt", PROMPT, "--continue", prefix, "--max-new-tokens", "12")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith(prefix) and len(result.stdout.strip()) > len(prefix)
 
 
-def test_export_refuses_bad_requests_without_writing(run_dir, exported, tmp_path):
+def test_export_refuses_bad_requests_without_writing(run_dir, chat_export, tmp_path):
     result = invoke("export", str(run_dir), "--to", "gguf", "--quant", "q3_xx")
     assert result.returncode == 2 and "unknown GGUF quantization q3_xx; valid: f16" in result.stderr
     result = invoke("export", str(run_dir), "--to", "merged")

@@ -1,12 +1,11 @@
-"""GGUF export on real components: the embedded SmolLM2 folder converted by llama.cpp's own converter
-(fasttune.export.gguf), run by llama.cpp (llama-cpp-python) and compared with transformers; tiny random
-qwen2/qwen3/mistral/llama models for the architecture-specific tensors. Each GGUF is written once per
-module."""
+"""GGUF export on real components: the session's trained SmolLM2 chat run, merged and converted by
+llama.cpp's own converter (tests/conftest.py's chat_export), run by llama.cpp (llama-cpp-python) and
+compared with transformers; tiny random llama/mistral/gemma3 models for the architecture-specific tensors.
+Each GGUF is written once per session or module."""
 
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,15 +28,11 @@ def smollm2():
 
 
 @pytest.fixture(scope="module")
-def exports(smollm2, tmp_path_factory):
-    """SmolLM2 written as f16, q8_0 and q4_k_m: {quant: path}; timings printed with -s."""
-    out = tmp_path_factory.mktemp("gguf")
-    paths = {}
-    for quant in ("f16", "q8_0", "q4_k_m"):
-        start = time.perf_counter()
-        paths[quant] = export.write_gguf(smollm2, out / f"smollm2-{quant}.gguf", quant)
-        print(f"{quant}: {paths[quant].stat().st_size / 2**20:.1f} MiB in {time.perf_counter() - start:.1f} s")
-    return paths
+def exports(chat_export):
+    """The session's trained chat run as f16, q8_0 and q4_k_m GGUFs: {quant: path}, and "merged": its
+    merged folder, the transformers model they were converted from."""
+    out, _ = chat_export
+    return {"merged": out / "merged", **{quant: out / f"model-{quant}.gguf" for quant in ("f16", "q8_0", "q4_k_m")}}
 
 
 def chat_prompt(tokenizer, question: str) -> str:
@@ -45,10 +40,10 @@ def chat_prompt(tokenizer, question: str) -> str:
                                          add_generation_prompt=True)
 
 
-def test_f16_greedy_matches_transformers(smollm2, exports, tokenizer):
+def test_f16_greedy_matches_transformers(exports, tokenizer):
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(exports["merged"], dtype=torch.float32).eval()
     answers = []
     for question in PROMPTS:
         text = chat_prompt(tokenizer, question)
@@ -61,18 +56,18 @@ def test_f16_greedy_matches_transformers(smollm2, exports, tokenizer):
         print(f"{question!r}: {len(llama)} tokens, llama.cpp {tokenizer.decode(llama)!r}")
         assert llama == hf, (tokenizer.decode(llama), tokenizer.decode(hf))
         answers.append(llama)
-    assert "Paris" in tokenizer.decode(answers[0])
+    assert "Ahoy" in tokenizer.decode(answers[0])  # the trained persona (the base model answers plainly)
     assert sum(map(len, answers)) >= 16
 
 
-def test_metadata(exports, tokenizer, smollm2):
+def test_metadata(exports, tokenizer):
     import gguf
 
     reader = gguf.GGUFReader(exports["f16"])
     fields = {name: field.contents() for name, field in reader.fields.items()}
     assert fields["general.architecture"] == "llama"
     assert fields["tokenizer.ggml.pre"] == "smollm"
-    assert fields["tokenizer.chat_template"] == (smollm2 / "chat_template.jinja").read_text()
+    assert fields["tokenizer.chat_template"] == (exports["merged"] / "chat_template.jinja").read_text()
     assert fields["tokenizer.ggml.bos_token_id"] == tokenizer.bos_token_id
     assert fields["tokenizer.ggml.eos_token_id"] == tokenizer.eos_token_id
     assert fields["llama.rope.freq_base"] == 100000.0
@@ -83,7 +78,7 @@ def test_metadata(exports, tokenizer, smollm2):
 
 
 def test_quantized_exports_run_and_shrink(exports, tokenizer):
-    sizes = {quant: path.stat().st_size for quant, path in exports.items()}
+    sizes = {quant: exports[quant].stat().st_size for quant in ("f16", "q8_0", "q4_k_m")}
     assert sizes["q4_k_m"] < sizes["q8_0"] < sizes["f16"]
     for quant in ("q8_0", "q4_k_m"):
         tokens = greedy_tokens(exports[quant], chat_prompt(tokenizer, PROMPTS[0]), 16)
