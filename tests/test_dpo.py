@@ -23,6 +23,32 @@ def test_a_preference_loss_fasttune_does_not_run_is_refused_in_a_recipe_file_too
         DPO(loss_type="kto")  # a recipe file builds the task itself: no override parser to catch it
 
 
+def test_building_a_trainer_does_not_hash_what_its_dataset_maps_are_given():
+    """TRL's DPO and KTO trainers map their datasets with the tokenizer as an argument; `datasets` would
+    pickle it to hash the map (2.3 s a map for Gemma 3's vocabulary). While fasttune builds a trainer
+    (trainer/build.py's unhashed_maps), maps run as before and nothing given to them is pickled."""
+    import datasets
+
+    from fasttune.trainer.build import unhashed_maps
+
+    pickled = []
+
+    class Tokenizer:  # stands for the tokenizer: records each time it is pickled
+        def __reduce__(self):
+            pickled.append(1)
+            return Tokenizer, ()
+
+    def double(row, tokenizer):
+        return {"x": row["x"] * 2}
+
+    rows = datasets.Dataset.from_list([{"x": 1}, {"x": 2}])
+    with unhashed_maps():
+        assert rows.map(double, fn_kwargs={"tokenizer": Tokenizer()})["x"] == [2, 4]
+    assert pickled == []
+    assert rows.map(double, fn_kwargs={"tokenizer": Tokenizer()})["x"] == [2, 4]
+    assert pickled  # outside it, datasets hashes the argument
+
+
 @pytest.mark.parametrize("row, where", [
     ({"prompt": "Hi", "chosen": "Hello.", "rejected": "Hello."}, "rejected: is the same as chosen"),
     ({"prompt": "Hi", "chosen": "Hello."}, "rejected: missing (this row has: chosen, prompt)"),
