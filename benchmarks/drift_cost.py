@@ -16,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from provenance import ROOT, record
+from provenance import record, write_result
 
 
 def main() -> None:
@@ -47,11 +47,9 @@ def main() -> None:
                 figures = {k: v for k, v in drift.items() if k != "examples"}
                 results.append({"dtype": dtype, "batch_size": batch, "seconds": seconds, **figures})
                 print(json.dumps(results[-1]), flush=True)
-    out = ROOT / "benchmarks" / "results" / f"drift-cost-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"benchmark": "drift_cost", "run": str(args.run), "run_config": run.config,
-                               "results": results, "load_average_1_5_15_min_at_start": load,
-                               "provenance": record()}, indent=2) + "\n")
-    print(f"Wrote {out.relative_to(ROOT)}")
+    write_result("drift-cost", {"benchmark": "drift_cost", "run": str(args.run), "run_config": run.config,
+                                "results": results, "load_average_1_5_15_min_at_start": load,
+                                "provenance": record()})
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from provenance import ROOT, record
+from provenance import ROOT, record, write_result
 
 
 def main() -> None:
@@ -49,10 +49,8 @@ def main() -> None:
               "installed": json.loads(found.stdout) if found.returncode == 0 else found.stderr[-1000:],
               "output_tail": (done.stdout + done.stderr)[-1500:], "load_average_1_5_15_min_at_start": load,
               "provenance": record()}
-    out = ROOT / "benchmarks" / "results" / f"install-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("command", "seconds", "returncode", "installed")}))
-    print(f"Wrote {out.relative_to(ROOT)}")
+    write_result("install", result)
 
 
 if __name__ == "__main__":

@@ -22,9 +22,8 @@ import json
 import os
 import subprocess
 import sys
-import time
 
-from provenance import ROOT, record
+from provenance import ROOT, record, write_result
 
 CHILD = r'''
 import json, re, sys, time
@@ -112,11 +111,9 @@ def main() -> None:
         for trick in ("off", "on"):
             runs.append(whole_run(backend, trick, args.run_steps, "/tmp"))
             print(json.dumps(runs[-1]), flush=True)
-    out = ROOT / "benchmarks" / "results" / f"large-vocab-loss-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"benchmark": "large_vocab_loss", "model": "gemma3-270m", "settings": vars(args),
-                               "results": results, "runs": runs, "load_average_1_5_15_min_at_start": load,
-                               "provenance": record()}, indent=2) + "\n")
-    print(f"Wrote {out.relative_to(ROOT)}")
+    write_result("large-vocab-loss", {"benchmark": "large_vocab_loss", "model": "gemma3-270m", "settings": vars(args),
+                                      "results": results, "runs": runs, "load_average_1_5_15_min_at_start": load,
+                                      "provenance": record()})
 
 
 if __name__ == "__main__":

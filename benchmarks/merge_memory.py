@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from provenance import ROOT, record
+from provenance import record, write_result
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 SHAPES = {  # hidden, layers, heads, kv heads, intermediate, tied: Llama 3.x shapes
@@ -150,10 +150,8 @@ def main() -> None:
                    "streamed": peak_of(base, base / "adapter", Path(scratch) / "merged", True)}
             results.append(row)
             print(json.dumps(row), flush=True)
-    out = ROOT / "benchmarks" / "results" / f"merge-memory-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"benchmark": "merge_memory", "results": results,
-                               "load_average_1_5_15_min_at_start": load, "provenance": record()}, indent=2) + "\n")
-    print(f"Wrote {out.relative_to(ROOT)}")
+    write_result("merge-memory", {"benchmark": "merge_memory", "results": results,
+                                  "load_average_1_5_15_min_at_start": load, "provenance": record()})
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from provenance import ROOT, record
+from provenance import ROOT, record, write_result
 
 
 def main() -> None:
@@ -56,10 +56,8 @@ def main() -> None:
             v = e["verification"]
             print(f"{name} {e['quant']}: {v['matched_tokens']}/{v['total_tokens']} as answered, "
                   f"{v['next_token_matches']}/{v['total_tokens']} given the merged answer so far", flush=True)
-    out = ROOT / "benchmarks" / "results" / f"model-exports-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"benchmark": "model_exports", "results": results,
-                               "load_average_1_5_15_min_at_start": load, "provenance": record()}, indent=2) + "\n")
-    print(f"Wrote {out.relative_to(ROOT)}")
+    write_result("model-exports", {"benchmark": "model_exports", "results": results,
+                                   "load_average_1_5_15_min_at_start": load, "provenance": record()})
 
 
 if __name__ == "__main__":

@@ -56,3 +56,15 @@ def record(gpu: dict | None = None) -> dict:
     and `emulated_gib` when its memory was capped to stand in for a smaller one)."""
     return {"fasttune_commit": commit(), "versions": versions(), "python": platform.python_version(),
             "cpu": cpu(), "gpu": gpu}
+
+
+def write_result(kind: str, body: dict) -> Path:
+    """benchmarks/results/KIND-<date>-<time>.json holding `body`, said on the terminal; its path."""
+    import json
+    import time
+
+    out = ROOT / "benchmarks" / "results" / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(body, indent=2) + "\n")
+    print(f"Wrote {out.relative_to(ROOT)}")
+    return out

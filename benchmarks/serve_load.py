@@ -25,7 +25,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from provenance import ROOT, record, versions
+from provenance import ROOT, record, versions, write_result
 
 PROMPTS = [json.loads(line)["messages"][0]["content"]
            for line in (ROOT / "recipes" / "data" / "chat_eval.jsonl").read_text().splitlines()]
@@ -97,12 +97,9 @@ def main() -> None:
     for name, target in targets().items():
         results[name] = measure(target, args.requests, args.max_tokens)
         print(name, json.dumps(results[name]), flush=True)
-    out = ROOT / "benchmarks" / "results" / f"serve-load-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"benchmark": "serve_load", "settings": vars(args), "results": results,
-                               "load_average_1_5_15_min_at_start": load,
-                               "provenance": {**record(), "serve_versions": versions(("fastapi", "uvicorn"))}},
-                              indent=2) + "\n")
-    print(f"Wrote {out.relative_to(ROOT)}")
+    write_result("serve-load", {"benchmark": "serve_load", "settings": vars(args), "results": results,
+                                "load_average_1_5_15_min_at_start": load,
+                                "provenance": {**record(), "serve_versions": versions(("fastapi", "uvicorn"))}})
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from provenance import ROOT, record
+from provenance import ROOT, record, write_result
 
 COMMON = ["model.backend=hf", "log.report_to=[]", "eval.drift=false"]
 SFT = ["recipes/chat_sft.py", "eval.samples=2"]
@@ -97,12 +97,10 @@ def main() -> None:
                      UNPAIRED[0]: args.preference_steps}[recipe]
             results.append(run_variant(name, steps, Path(tmp)))
             print(json.dumps(results[-1]), flush=True)
-    out = ROOT / "benchmarks" / "results" / f"variants-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"benchmark": "variants", "settings": vars(args), "common_overrides": COMMON,
-                               "sft": SFT, "grpo": GRPO, "preference": PREFERENCE, "unpaired": UNPAIRED,
-                               "results": results,
-                               "load_average_1_5_15_min_at_start": load, "provenance": record()}, indent=2) + "\n")
-    print(f"Wrote {out.relative_to(ROOT)}")
+    write_result("variants", {"benchmark": "variants", "settings": vars(args), "common_overrides": COMMON,
+                              "sft": SFT, "grpo": GRPO, "preference": PREFERENCE, "unpaired": UNPAIRED,
+                              "results": results,
+                              "load_average_1_5_15_min_at_start": load, "provenance": record()})
 
 
 if __name__ == "__main__":
