@@ -25,7 +25,7 @@ def test_a_preference_loss_fasttune_does_not_run_is_refused_in_a_recipe_file_too
 
 def test_building_a_trainer_does_not_hash_what_its_dataset_maps_are_given():
     """TRL's DPO and KTO trainers map their datasets with the tokenizer as an argument; `datasets` would
-    pickle it to hash the map (2.3 s a map for Gemma 3's vocabulary). While fasttune builds a trainer
+    pickle it to hash the map (seconds for Gemma 3's vocabulary). While fasttune builds a trainer
     (trainer/build.py's unhashed_maps), maps run as before and nothing given to them is pickled."""
     import datasets
 

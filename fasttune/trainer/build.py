@@ -98,9 +98,9 @@ def build(trainer_class: type, hooks: RunHooks, **kwargs):
 def unhashed_maps():
     """While a trainer is built, each `Dataset.map` gets a random fingerprint instead of a hash of its
     arguments. TRL's DPO and KTO trainers map their datasets with the tokenizer as an argument, and
-    `datasets` hashes every argument to name the map's cache file: it pickles the whole tokenizer, 2.3 s
-    for Gemma 3's 262,144-token vocabulary on each map (0.01 s for SmolLM2's). fasttune's datasets are
-    built in memory from its own rows and have no cache file to name, so that hash buys nothing; a random
+    `datasets` hashes every argument to name the map's cache file: it pickles the whole tokenizer, seconds
+    a map for a vocabulary as large as Gemma 3's (benchmarks/README.md). fasttune's datasets are built in
+    memory from its own rows and have no cache file to name, so that hash buys nothing; a random
     fingerprint is what `datasets` itself gives a map whose arguments it cannot hash."""
     import datasets.arrow_dataset as arrow
     from datasets.fingerprint import generate_random_fingerprint
