@@ -54,7 +54,7 @@ def install(say=None) -> None:
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
     spec = requirement()
     say(f"GGUF needs llama.cpp, which fasttune installs the first time it is used: pip is installing {spec}, "
-        "compiling llama.cpp from source (minutes: 3.3 on the 2-core CPU of benchmarks/README.md), once; pip "
+        "compiling llama.cpp from source (minutes, once: benchmarks/README.md has the time measured); pip "
         f"caches the wheel. `bash scripts/install.sh --{EXTRA}` does this ahead of time.")
     env = {**os.environ, "CMAKE_ARGS": os.environ.get("CMAKE_ARGS", "-DGGML_NATIVE=OFF")}  # runs on any x86-64
     done = subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", spec], env=env)

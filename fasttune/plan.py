@@ -201,15 +201,16 @@ def resolve_auto(recipe, longest_row, say=print):
         batch = largest_batch(recipe, shape, backend, seq, usable) if usable is not None else CPU_BATCH
         say(f"train.batch_size=auto: {batch} "
             f"({f'fits {card:.0f} GiB at {seq} tokens' if usable is not None else 'CPU'})")
-    if usable is not None and batch:
-        warning = host_warning(peak(recipe, shape, backend, seq, batch), machine_ram_gib())
+    if usable is not None:
+        at = peak(recipe, shape, backend, seq, max(batch, 1))
+        warning = host_warning(at, machine_ram_gib()) if batch else None
         if warning:
             say(f"Warning: {warning}")
-    if usable is not None and (not batch or peak(recipe, shape, backend, seq, batch).total / memory.GIB > usable):
-        need = peak(recipe, shape, backend, seq, max(batch, 1)).total / memory.GIB
-        raise ConfigError(f"batch size {max(batch, 1)} at max_seq_length {seq} needs about {need:.1f} GiB; this "
-                          f"{card:.0f} GiB GPU has {usable:.1f} GiB to give. Lower data.max_seq_length, or turn on "
-                          "train.gradient_checkpointing / model.load_in_4bit (`fasttune plan` shows the options)")
+        if not batch or at.total / memory.GIB > usable:
+            raise ConfigError(f"batch size {max(batch, 1)} at max_seq_length {seq} needs about "
+                              f"{at.total / memory.GIB:.1f} GiB; this {card:.0f} GiB GPU has {usable:.1f} GiB to "
+                              "give. Lower data.max_seq_length, or turn on train.gradient_checkpointing / "
+                              "model.load_in_4bit (`fasttune plan` shows the options)")
     return dataclasses.replace(recipe, data=dataclasses.replace(data, max_seq_length=seq),
                                train=dataclasses.replace(train, batch_size=batch))
 

@@ -3,7 +3,7 @@
 # Safe to re-run; used by README's commands and by .ci/run.
 #
 #   bash scripts/install.sh          train, evaluate, export adapter/merged, serve: nothing is compiled
-#   bash scripts/install.sh --gguf   also llama.cpp (llama-cpp-python, compiled: ~10 min on 2 cores), which
+#   bash scripts/install.sh --gguf   also llama.cpp (llama-cpp-python, compiled: minutes), which
 #                                    GGUF export and GGUF chat otherwise install on their first use
 #   bash scripts/install.sh --dev    also the test and lint tools, and llama.cpp (the tests export GGUF)
 #
