@@ -19,13 +19,52 @@ EXTRA = "gguf"  # fasttune's extra that holds llama-cpp-python (pyproject.toml)
 
 
 def runtime(say=None):
-    """The `llama_cpp` module, installed first (pip, fasttune's `gguf` extra's range) when it is missing."""
+    """The `llama_cpp` module, installed first (pip, fasttune's `gguf` extra's range) when it is missing,
+    with llama.cpp's log going through `_log`."""
     try:
         import llama_cpp
     except ImportError:
         install(say)
         import llama_cpp
+    global _log_callback
+    if _log_callback is None:
+        import ctypes
+
+        _log_callback = llama_cpp.llama_log_callback(_log)  # kept referenced: llama.cpp calls it from C
+        llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
     return llama_cpp
+
+
+GGML_LOG_LEVEL_ERROR = 4  # ggml.h's enum ggml_log_level: NONE, DEBUG, INFO, WARN, ERROR, CONT
+_log_callback = None
+_collected: list[str] | None = None
+
+
+def _log(level: int, text: bytes, user_data) -> None:
+    """llama.cpp's log: collected inside `collected_log`, else its errors alone on stderr. (llama-cpp-python's
+    own callback reads ggml's levels by an older numbering, in which WARN is ERROR and ERROR is DEBUG: with
+    verbose=False it printed a context-size warning for every vocabulary-only load, dozens per export
+    verification, and hid llama.cpp's errors.)"""
+    import sys
+
+    if _collected is not None:
+        _collected.append(text.decode("utf-8", "replace"))
+    elif level == GGML_LOG_LEVEL_ERROR:
+        print(text.decode("utf-8", "replace"), end="", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def collected_log():
+    """Inside: every line llama.cpp logs goes into the list this yields (the whole text once the block ends),
+    and none is printed."""
+    global _collected
+    runtime()
+    _collected, lines = [], []
+    try:
+        yield lines
+    finally:
+        lines.extend("".join(_collected).splitlines())
+        _collected = None
 
 
 def requirement() -> str:

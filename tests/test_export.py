@@ -118,7 +118,8 @@ def test_a_modelfile_that_prompts_otherwise_fails_the_export_and_leaves_nothing(
                         "{{ end }}" + modelfile.CHATML_TEMPLATE)
     out, _ = chat_export
     job = pipeline.Job(open_run(run_dir), tmp_path, ["f16"], verify_prompts=0, verify_tokens=8, say=print,
-                       merged_dir=out / "merged", ledger=pipeline.Ledger(tmp_path, run_dir), merge_info={})
+                       merged_dir=out / "merged", ledger=pipeline.Ledger(tmp_path, run_dir), scratch=tmp_path,
+                       merge_info={})
     with pytest.raises(ExportError) as refused:
         pipeline.WRITERS["gguf"](job)
     said = str(refused.value)

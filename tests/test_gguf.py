@@ -86,6 +86,23 @@ def test_quantized_exports_run_and_shrink(exports, tokenizer):
         assert tokenizer.decode(tokens).strip()
 
 
+def test_llama_cpps_log_shows_its_errors_and_nothing_else(exports, capfd):
+    """llama-cpp-python's own log callback, with verbose=False, printed llama.cpp's warnings (one per
+    vocabulary-only load, dozens in an export's verification) and hid its errors; fasttune's prints the
+    errors alone, and `collected_log` gathers the whole log (the quantizer's lines) without printing it."""
+    from fasttune.gguf_inference import GGML_LOG_LEVEL_ERROR, _log, chat_template, collected_log
+
+    capfd.readouterr()
+    chat_template(exports["q8_0"])  # a vocabulary-only load
+    with collected_log() as lines:
+        chat_template(exports["q8_0"])
+    assert capfd.readouterr().err == ""
+    assert any("n_ctx_train" in line for line in lines)  # it warned about the context, unprinted
+    _log(GGML_LOG_LEVEL_ERROR - 1, b"a warning\n", None)
+    _log(GGML_LOG_LEVEL_ERROR, b"an error\n", None)
+    assert capfd.readouterr().err == "an error\n"
+
+
 def test_prompts_longer_than_512_tokens_get_a_context_that_holds_them(exports, tokenizer):
     """Function-calling prompts carry tool schemas (560 tokens in the shipped data); verification and
     chat must answer them, as they did before the tools were added."""
@@ -247,6 +264,16 @@ def test_unknown_quant(smollm2, tmp_path):
         export.write_gguf(smollm2, tmp_path / "out.gguf", "q3_xx")
     assert "q3_xx" in str(error.value) and all(q in str(error.value) for q in export.QUANTS)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_k_quant_is_quantized_from_the_f16_file_it_is_given(exports, tmp_path):
+    """An export that writes f16 and k-quants converts once: each k-quant is quantized from the f16 output."""
+    said, f16 = [], exports["f16"]
+    before = f16.stat().st_mtime_ns
+    export.write_gguf(exports["merged"], tmp_path / "model-q6_k.gguf", "q6_k", say=said.append, f16=f16)
+    assert not any("converting" in line for line in said) and any("quantizing to q6_k" in line for line in said)
+    assert f16.stat().st_mtime_ns == before and [p.name for p in tmp_path.iterdir()] == ["model-q6_k.gguf"]
+    assert tmp_path.joinpath("model-q6_k.gguf").stat().st_size < 0.6 * f16.stat().st_size  # q8_0 where rows do not fit
 
 
 def test_interrupted_export_leaves_nothing(smollm2, tmp_path):

@@ -21,7 +21,7 @@ from pathlib import Path
 from fasttune.errors import ExportError
 from fasttune.export import converter
 from fasttune.export.formats import QUANTS
-from fasttune.gguf_inference import runtime, vocabulary
+from fasttune.gguf_inference import collected_log, runtime, vocabulary
 
 K_QUANTS = {"q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
             "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K"}  # made by llama.cpp's quantizer from an f16 file
@@ -36,8 +36,10 @@ CHECK_TEXT = (
 )
 
 
-def write_gguf(model_dir: Path, out_path: Path, quant: str = "f16", say=None) -> Path:
-    """Write the HF model in `model_dir` to `out_path` as a GGUF of type `quant` (one of QUANTS)."""
+def write_gguf(model_dir: Path, out_path: Path, quant: str = "f16", say=None, f16: Path | None = None) -> Path:
+    """Write the HF model in `model_dir` to `out_path` as a GGUF of type `quant` (one of QUANTS). A k-quant
+    is quantized from `f16`, an f16 GGUF of the same model, converted there first when it is not there
+    yet (its caller removes it); without one, from an f16 conversion removed after."""
     model_dir, out_path, say = Path(model_dir), Path(out_path), say or (lambda msg: None)
     if quant not in QUANTS:
         raise ExportError(f"unknown GGUF quantization '{quant}'; valid: {', '.join(QUANTS)}")
@@ -45,11 +47,15 @@ def write_gguf(model_dir: Path, out_path: Path, quant: str = "f16", say=None) ->
         raise ExportError(f"{model_dir} has no config.json; GGUF export needs a Hugging Face model folder")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     partial = out_path.with_name(f".{out_path.name}.{os.getpid()}.partial")
-    f16 = out_path.with_name(f".{out_path.name}.{os.getpid()}.f16.partial")
+    own_f16 = f16 is None
+    f16 = Path(f16) if f16 else out_path.with_name(f".{out_path.name}.{os.getpid()}.f16")
+    f16_partial = f16.with_name(f".{f16.name}.{os.getpid()}.partial")
     try:
         if quant in K_QUANTS:
-            say("converting to f16 with llama.cpp's converter")
-            converter.convert(model_dir, f16, "f16", say)
+            if not f16.is_file():
+                say("converting to f16 with llama.cpp's converter")
+                converter.convert(model_dir, f16_partial, "f16", say)
+                os.replace(f16_partial, f16)
             say(f"quantizing to {quant} with llama.cpp")
             _llama_quantize(f16, partial, quant, say)
         else:
@@ -59,7 +65,9 @@ def write_gguf(model_dir: Path, out_path: Path, quant: str = "f16", say=None) ->
         os.replace(partial, out_path)
     finally:
         partial.unlink(missing_ok=True)
-        f16.unlink(missing_ok=True)
+        f16_partial.unlink(missing_ok=True)
+        if own_f16:
+            f16.unlink(missing_ok=True)
     say(f"wrote {out_path} ({out_path.stat().st_size / 2**20:.1f} MiB)")
     return out_path
 
@@ -78,27 +86,15 @@ def check_tokenizer(gguf_path: Path, model_dir: Path) -> None:
 
 
 def _llama_quantize(src: Path, dst: Path, quant: str, say) -> None:
-    """llama.cpp's quantizer, its console output (a line per tensor) captured and shown on failure."""
+    """llama.cpp's quantizer, its log (a line per tensor) collected and shown on failure."""
     import ctypes
-    import sys
-    import tempfile
 
     llama_cpp = runtime()
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, K_QUANTS[quant])
     params.nthread = os.cpu_count() or 1
-    with tempfile.TemporaryFile() as log:
-        sys.stdout.flush(), sys.stderr.flush()
-        saved = os.dup(1), os.dup(2)
-        os.dup2(log.fileno(), 1), os.dup2(log.fileno(), 2)
-        try:
-            failed = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
-        finally:
-            sys.stdout.flush(), sys.stderr.flush()
-            os.dup2(saved[0], 1), os.dup2(saved[1], 2)
-            os.close(saved[0]), os.close(saved[1])
-        log.seek(0)
-        lines = log.read().decode("utf-8", "replace").splitlines()
+    with collected_log() as lines:
+        failed = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
     if failed:
         raise RuntimeError(f"llama.cpp could not quantize to {quant}:\n" + "\n".join(lines[-20:]))
     for line in lines:

@@ -63,6 +63,7 @@ class Job:
     say: object
     merged_dir: Path  # export/merged when asked for, else a scratch folder (GGUF is written from it)
     ledger: Ledger  # export.json: each writer adds the record of every output it wrote
+    scratch: Path  # removed when the export ends, however it ends
     merge_info: dict | None = None  # set once the merge ran: formats that need it share one merge
     reference: dict = field(default_factory=dict)  # the merged model's greedy tokens, computed once
 
@@ -84,7 +85,7 @@ def export(run_dir: Path, formats: list[str], quants: list[str], out_dir: Path |
             ledger = Ledger(out_dir, run_dir)
             with tempfile.TemporaryDirectory(dir=out_dir) as scratch:
                 merged_dir = out_dir / "merged" if "merged" in formats else Path(scratch) / "merged"
-                job = Job(run, out_dir, quants, verify_prompts, verify_tokens, say, merged_dir, ledger)
+                job = Job(run, out_dir, quants, verify_prompts, verify_tokens, say, merged_dir, ledger, Path(scratch))
                 for name in FORMATS:  # in the table's order
                     if name in formats:
                         WRITERS[name](job)
@@ -208,11 +209,13 @@ def _gguf(job: Job) -> None:
     merged_dir = _ensure_merged(job)
     tokenizer = AutoTokenizer.from_pretrained(merged_dir)
     prompts, unverified = held_out_texts(job.run, job.verify_prompts)
-    for quant in job.quants:
+    # the k-quants are quantized from one f16 conversion: the f16 output, written first, or a scratch file
+    f16 = job.out_dir / "model-f16.gguf" if "f16" in job.quants else job.scratch / "model-f16.gguf"
+    for quant in sorted(job.quants, key=lambda q: q != "f16"):
         path = job.out_dir / f"model-{quant}.gguf"
         job.say(f"Writing {path.name}")
         started = time.perf_counter()
-        write_gguf(merged_dir, path, quant, job.say)  # temp name + rename inside
+        write_gguf(merged_dir, path, quant, job.say, f16=f16)  # temp name + rename inside
         info = {"format": "gguf", "quant": quant, "path": str(path), "size_bytes": path.stat().st_size,
                 "seconds": round(time.perf_counter() - started, 1)}
         modelfile = path.with_suffix(".Modelfile")
