@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import invoke, merge_peak
+from helpers import first_rows, invoke, merge_peak
 
 pytestmark = pytest.mark.e2e  # trains or converts the embedded model: minutes on CPU
 
@@ -164,9 +164,9 @@ def test_export_refuses_bad_requests_without_writing(run_dir, chat_export, tmp_p
 def test_a_failed_export_leaves_the_trained_run_finished(tmp_path):
     """verify_tokens beyond the context the model was trained with (SmolLM2: 8192) makes the GGUF check
     fail after training."""
-    runs = tmp_path / "runs"
+    runs, held_out = tmp_path / "runs", first_rows("recipes/data/chat_eval.jsonl", 2, tmp_path / "eval.jsonl")
     result = invoke("run", "recipes/chat_sft.py", "model.backend=hf", "train.max_steps=1", "eval.samples=0",
-                     "eval.drift=false", "log.report_to=[]", f"log.runs_dir={runs}", "export.formats=[gguf]", "export.verify_prompts=1",
+                     f"data.eval={held_out}", "eval.drift=false", "log.report_to=[]", f"log.runs_dir={runs}", "export.formats=[gguf]", "export.verify_prompts=1",
                      "export.verify_tokens=9000")
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     [run_dir] = list(runs.iterdir())

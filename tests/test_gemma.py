@@ -1,17 +1,17 @@
 """Gemma 3 270M, the second shipped model: a base model with a 262,144-token vocabulary, one KV head and
-no chat template. The tasks whose rendering or scoring depends on the model's template and vocabulary
-train a few steps on it and report their metric, in Gemma's own turns: chat SFT (Gemma's turns chosen
-for a model without a template), classification (labels scored as Gemma's tokens), function calling
-(fasttune's tool turns written in Gemma's turns) and DPO (TRL tokenizing pairs through Gemma's template).
-The four runs share one fresh process (`fasttune.train` once per task: the libraries import once), on
-the recipes' own training files and the first rows of their held-out files. Instruction SFT and
-continued pre-training on Gemma are left to benchmarks (the suite's time: each run here costs about 12
-s); the export side (GGUF, template conformance, stopping) is tests/test_gguf.py's and
-benchmarks/model_exports.py's."""
+no chat template. Six tasks train a few steps on it and report their metric: chat SFT (Gemma's turns
+chosen for a model without a template), instruction SFT (its JSON metric read from Gemma's answers),
+classification (labels scored as Gemma's tokens), function calling (fasttune's tool turns written in
+Gemma's turns), DPO (TRL tokenizing pairs through Gemma's template) and continued pre-training (raw text,
+with Gemma's tied 262k-row embeddings trained in full). The six runs share one fresh process
+(`fasttune.train` once per task: the libraries import once), on the recipes' own training files and the
+first rows of their held-out files, short rows where the task allows. The export side (GGUF, template
+conformance, stopping) is tests/test_gguf.py's and benchmarks/model_exports.py's."""
 
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -20,14 +20,19 @@ import pytest
 
 from helpers import ROOT, first_rows
 
-pytestmark = pytest.mark.e2e  # trains the shipped Gemma four times: about a minute on CPU
+pytestmark = pytest.mark.e2e  # trains the shipped Gemma six times: over a minute on CPU
 
 RUNS = {  # task -> (held-out rows, overrides): two steps each; generation only where the metric needs it
     "chat_sft": (4, ("eval.samples=0",)),
+    "instruct_sft": (2, ("eval.metric_rows=2", "eval.samples=0", "eval.max_new_tokens=16")),
     "classification": (4, ("eval.samples=0",)),
-    "function_calling": (2, ("eval.metric_rows=2", "eval.samples=0", "eval.max_new_tokens=12")),
+    # one row a step: its rows are 500-700 tokens, the tool schemas included
+    "function_calling": (2, ("train.batch_size=1", "eval.metric_rows=2", "eval.samples=0", "eval.max_new_tokens=12")),
     "dpo": (4, ("eval.samples=0",)),
+    # 64-token rows: every token's loss runs through the trained 262k-row head, about 20 ms a token here
+    "continued_pretraining": (2, ("data.max_seq_length=64", "eval.samples=0")),
 }
+TURNS = {name for name in RUNS if name != "continued_pretraining"}  # raw text has no turns
 SHARED = ("model.name=gemma3-270m", "train.max_steps=2", "train.batch_size=2", "eval.drift=false", "log.report_to=[]", "export.formats=[]")
 
 SCRIPT = """
@@ -41,7 +46,7 @@ for name, overrides in json.loads(sys.argv[1]).items():
 
 @pytest.fixture(scope="module")
 def gemma_runs(tmp_path_factory) -> dict:
-    """task -> (run folder, eval.json, config.json), all four trained in one fresh process."""
+    """task -> (run folder, eval.json, config.json), all six trained in one fresh process."""
     from fasttune.recipe import load_recipe
 
     runs = tmp_path_factory.mktemp("gemma")
@@ -72,8 +77,11 @@ def test_every_task_trains_gemma_in_its_own_turns(gemma_runs, task):
     # the template chosen is Gemma's (its markers are tokens of the vocabulary), never ChatML's
     assert config["model"]["chat_template"] == "gemma"
     rendered = [p["text"] for p in json.loads((folder / "eval_prompts.json").read_text())]
-    assert rendered and all(t.startswith("<bos><start_of_turn>user\n") and t.endswith("<start_of_turn>model\n")
-                            and "<|im_start|>" not in t for t in rendered)
+    assert rendered and not any("<|im_start|>" in t for t in rendered)
+    if task in TURNS:
+        assert all(t.startswith("<bos><start_of_turn>user\n") and t.endswith("<start_of_turn>model\n") for t in rendered)
+    else:  # a text's opening, as it is
+        assert not any("<start_of_turn>" in t for t in rendered)
 
 
 def test_each_task_reports_its_metric_on_gemma(gemma_runs):
@@ -88,6 +96,11 @@ def test_each_task_reports_its_metric_on_gemma(gemma_runs):
         assert 0 <= calls["valid_call"] <= 1
         pairs = gemma_runs["dpo"][1][phase]
         assert pairs["rows"] == rows["dpo"] and 0 <= pairs["preference_accuracy"] <= 1
+        extracted = gemma_runs["instruct_sft"][1][phase]  # from Gemma's answers, parsed as JSON
+        assert extracted["rows"] == rows["instruct_sft"] and 0 <= extracted["json_valid"] <= 1
+        assert set(extracted["field_match"]) == {"name", "age", "city", "job"}
+        text = gemma_runs["continued_pretraining"][1][phase]
+        assert text["perplexity"] == pytest.approx(math.exp(text["eval_loss"]), rel=1e-3)
     # DPO's metric moves with training: the chosen reply's share of the pair rose on the held-out pairs
     assert gemma_runs["dpo"][1]["after"]["mean_p_chosen"] > gemma_runs["dpo"][1]["before"]["mean_p_chosen"]
 
@@ -101,3 +114,16 @@ def test_function_calls_are_prompted_with_the_tools_in_gemmas_first_turn(gemma_r
     [first, *_] = [p["text"] for p in json.loads((folder / "eval_prompts.json").read_text())]
     assert first.startswith("<bos><start_of_turn>user\n") and "<tools>\n{" in first.split("<end_of_turn>")[0]
     assert (folder / "adapter" / "chat_template.jinja").read_text() == TOOLS_GEMMA
+
+
+def test_continued_pretraining_trains_gemmas_tied_embeddings_as_one_matrix(gemma_runs):
+    """Gemma ties lm_head to embed_tokens. Trained in full, the two stay one matrix (the adapter saves it
+    under both names, equal), so the merge, which keeps the tie and writes embed_tokens, loses nothing."""
+    import torch
+    from safetensors import safe_open
+
+    folder, _, _ = gemma_runs["continued_pretraining"]
+    with safe_open(folder / "adapter" / "adapter_model.safetensors", "pt") as adapter:
+        embedding = adapter.get_tensor("base_model.model.model.embed_tokens.weight")
+        head = adapter.get_tensor("base_model.model.lm_head.weight")
+    assert embedding.shape == (262144, 640) and torch.equal(embedding, head)
