@@ -38,6 +38,7 @@ import provenance  # benchmarks/provenance.py: this script's folder is on sys.pa
 ROOT = Path(__file__).resolve().parent.parent
 SHAPES = {  # hidden, layers, heads, kv heads, intermediate, tied embeddings
     "1b": (2048, 16, 32, 8, 8192, True),  # Llama-3.2-1B
+    "3b": (3072, 28, 24, 8, 8192, True),  # Llama-3.2-3B
     "8b": (4096, 32, 32, 8, 14336, False),  # Llama-3.1-8B
 }
 WARMUP_STEPS = 2  # steps left out of the steady tokens/s (see steady_rate)
@@ -48,8 +49,16 @@ print(json.dumps({"name": p.name, "memory_gib": round(p.total_memory / 2**30, 1)
 """
 
 
-def make_models(models_dir: Path, shapes: list[str], tokenizer_dir: str | None) -> None:
-    """Build each missing shape on the GPU (bf16, seed 0) and save it with the tokenizer. Runs in a child."""
+def model_name(shape: str, vocab: int | None) -> str:
+    """The folder a shape is built into: the tokenizer's vocabulary, or `vocab` rows (-v<vocab>)."""
+    return shape if vocab is None else f"{shape}-v{vocab}"
+
+
+def make_models(models_dir: Path, shapes: list[str], tokenizer_dir: str | None, vocab: int | None = None,
+                context: int = 32768) -> None:
+    """Build each missing shape on the GPU (bf16, seed 0) and save it with the tokenizer. Runs in a child.
+    `vocab`: embedding rows when not the tokenizer's (Llama-3.1's 128,256 for memory; the tokenizer's
+    ids stay below it)."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -60,21 +69,21 @@ def make_models(models_dir: Path, shapes: list[str], tokenizer_dir: str | None) 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     torch.set_default_dtype(torch.bfloat16)  # built in bf16 directly: no float32 copy of 8B on the GPU
     for shape in shapes:
-        target = models_dir / shape
+        target = models_dir / model_name(shape, vocab)
         if (target / "config.json").is_file():
             continue
         hidden, layers, heads, kv_heads, intermediate, tied = SHAPES[shape]
         config = LlamaConfig(
-            vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+            vocab_size=vocab or len(tokenizer), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
             num_key_value_heads=kv_heads, intermediate_size=intermediate, tie_word_embeddings=tied,
-            max_position_embeddings=32768, rope_theta=500000.0, rms_norm_eps=1e-5, bos_token_id=tokenizer.bos_token_id,
+            max_position_embeddings=context, rope_theta=5e5, rms_norm_eps=1e-5, bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
         )
         started = time.perf_counter()
         torch.manual_seed(0)
         with torch.device("cuda"):
             model = LlamaForCausalLM(config)
-        tmp = target.with_name(f".{shape}.tmp")  # renamed when complete, so a folder with config.json is whole
+        tmp = target.with_name(f".{target.name}.tmp")  # renamed when complete, so a folder with config.json is whole
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
