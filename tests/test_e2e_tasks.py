@@ -107,12 +107,14 @@ def lora_b_trained(run_dir) -> bool:
 
 def test_grpo_rewards_come_from_real_generations_and_weights_change(notebook_run):
     run_dir, summary = finished(notebook_run, "grpo_math")
-    assert lora_b_trained(run_dir)
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if "rewards/answer_match/mean" in r]
     assert len(steps) == 2 and all(r["completions/mean_length"] > 0 for r in steps)
-    # fasttune's own count: 2 steps x 4 completions of at most 24 tokens carry the loss, prompts are seen too
-    assert 0 < summary["trained_tokens"] <= 2 * 4 * 24 < summary["train_tokens"]
+    # a group whose rewards all tie has no advantage and moves nothing; the CI run makes them differ
+    assert any(r["reward_std"] > 0 for r in steps), steps
+    assert lora_b_trained(run_dir)
+    # fasttune's own count: 2 steps x 4 completions of at most 64 tokens carry the loss, prompts are seen too
+    assert 0 < summary["trained_tokens"] <= 2 * 4 * 64 < summary["train_tokens"]
     assert all(r["tokens_per_second"] > 0 for r in records if "loss" in r)
     for phase in ("before", "after"):
         m = summary[phase]

@@ -82,12 +82,14 @@ def test_chat_toggles_thinking_on_the_run_folder_merged_folder_and_gguf(run_dir)
             result = invoke("chat", str(target), "--prompt", QUESTION, "--thinking", mode, "--max-new-tokens", "24")
             assert result.returncode == 0, result.stderr[-2000:]
             answers[name, mode] = result.stdout.strip()
-    # the GGUF renders the switch as the merged folder does, so it answers the same; the run folder
-    # (float32 base + adapter, not the 16-bit merge) may part after a near-tie in a 4-step model
-    for mode in ("on", "off"):
-        assert answers["merged", mode] == answers["gguf", mode] and answers["run", mode], answers
-    # "off" prefilled the empty think block: the model went straight to its answer
-    assert thinking.split_answer(answers["run", "off"])[0] is None, answers
+    # the switch reaches every target: "off" prefilled the empty think block, so each went straight to its
+    # answer, and "on" prompted otherwise, so each answered otherwise. The answers are not compared across
+    # targets: the run folder computes float32 over the base + adapter, the merged folder float32 over
+    # 16-bit weights, the GGUF f16 in llama.cpp, and a 4-step model parts at near-ties as the CPU's kernels
+    # round (test_export_keeps_the_thinking_template holds the GGUF's prompts to training's token ids)
+    for name in ("run", "merged", "gguf"):
+        assert answers[name, "on"] and answers[name, "on"] != answers[name, "off"], answers
+        assert thinking.split_answer(answers[name, "off"])[0] is None, answers
 
 
 def test_a_template_without_the_switch_refuses_thinking(run_dir, tmp_path):
