@@ -1,12 +1,11 @@
 """Gemma 3 270M, the second shipped model: a base model with a 262,144-token vocabulary, one KV head and
-no chat template. Six tasks train a few steps on it and report their metric: chat SFT (Gemma's turns
-chosen for a model without a template), instruction SFT (its JSON metric read from Gemma's answers),
-classification (labels scored as Gemma's tokens), function calling (fasttune's tool turns written in
-Gemma's turns), DPO (TRL tokenizing pairs through Gemma's template) and continued pre-training (raw text,
-with Gemma's tied 262k-row embeddings trained in full). The six runs share one fresh process
+no chat template. Five tasks train a few steps on it and report their metric: instruction SFT (its JSON
+metric read from Gemma's answers), classification (labels scored as Gemma's tokens), function calling
+(fasttune's tool turns written in Gemma's turns), DPO (TRL tokenizing pairs through Gemma's template) and continued pre-training (raw text,
+with Gemma's tied 262k-row embeddings trained in full). The five runs share one fresh process
 (`fasttune.train` once per task: the libraries import once), on the recipes' own training files and the
-first rows of their held-out files, short rows where the task allows. The export side (GGUF, template
-conformance, stopping) is tests/test_gguf.py's and benchmarks/model_exports.py's."""
+first rows of their held-out files, short rows where the task allows. Chat SFT, trained long enough to
+stop, and its export are tests/test_stopping.py's; template conformance on a tiny Gemma, tests/test_gguf.py's."""
 
 from __future__ import annotations
 
@@ -20,10 +19,9 @@ import pytest
 
 from helpers import ROOT, first_rows
 
-pytestmark = pytest.mark.e2e  # trains the shipped Gemma six times: over a minute on CPU
+pytestmark = pytest.mark.e2e  # trains the shipped Gemma five times: over a minute on CPU
 
 RUNS = {  # task -> (held-out rows, overrides): two steps each; generation only where the metric needs it
-    "chat_sft": (4, ("eval.samples=0",)),
     "instruct_sft": (2, ("eval.metric_rows=2", "eval.samples=0", "eval.max_new_tokens=16")),
     "classification": (4, ("eval.samples=0",)),
     # one row a step: its rows are 500-700 tokens, the tool schemas included
@@ -46,7 +44,7 @@ for name, overrides in json.loads(sys.argv[1]).items():
 
 @pytest.fixture(scope="module")
 def gemma_runs(tmp_path_factory) -> dict:
-    """task -> (run folder, eval.json, config.json), all six trained in one fresh process."""
+    """task -> (run folder, eval.json, config.json), all five trained in one fresh process."""
     from fasttune.recipe import load_recipe
 
     runs = tmp_path_factory.mktemp("gemma")
