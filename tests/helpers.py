@@ -31,6 +31,30 @@ def first_rows(source: str, count: int, dest: Path) -> Path:
     return dest
 
 
+TRAIN_EACH = """
+import json, sys
+import fasttune
+
+for label, (recipe, overrides) in json.loads(sys.argv[1]).items():
+    print(label, fasttune.train(recipe, *overrides).path, flush=True)
+"""
+
+
+def train_in_one_process(plan: dict[str, tuple[str, list[str]]], timeout: int = 1200) -> dict[str, Path]:
+    """Train each {label: (recipe file, overrides)} with `fasttune.train` in one fresh process (the libraries
+    import once, Unsloth before transformers), in order; {label: run folder}. Every run must finish."""
+    done = subprocess.run([sys.executable, "-c", TRAIN_EACH, json.dumps(plan)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    found = {}
+    for line in done.stdout.splitlines():
+        label, _, path = line.partition(" ")
+        if label in plan:
+            found[label] = Path(path)
+    assert found.keys() == plan.keys(), done.stdout[-3000:]
+    return found
+
+
 CHAT_RUN = ("run", "recipes/chat_sft.py", "model.dtype=float32", "data.eval=0.05", "train.max_steps=8",
             "train.save_steps=2", "train.eval_steps=4", "train.warmup_ratio=0", "eval.samples=2",
             "eval.max_new_tokens=16", "eval.drift_prompts=8")

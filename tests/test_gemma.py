@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, first_rows
+from helpers import ROOT, first_rows, train_in_one_process
 
 pytestmark = pytest.mark.e2e  # trains the shipped Gemma five times: over a minute on CPU
 
@@ -33,14 +30,6 @@ RUNS = {  # task -> (held-out rows, overrides): two steps each; generation only 
 TURNS = {name for name in RUNS if name != "continued_pretraining"}  # raw text has no turns
 SHARED = ("model.name=gemma3-270m", "train.max_steps=2", "train.batch_size=2", "eval.drift=false", "log.report_to=[]", "export.formats=[]")
 
-SCRIPT = """
-import json, sys
-import fasttune
-
-for name, overrides in json.loads(sys.argv[1]).items():
-    print(name, fasttune.train(f"recipes/{name}.py", *overrides).path, flush=True)
-"""
-
 
 @pytest.fixture(scope="module")
 def gemma_runs(tmp_path_factory) -> dict:
@@ -50,20 +39,12 @@ def gemma_runs(tmp_path_factory) -> dict:
     runs = tmp_path_factory.mktemp("gemma")
     plan = {}
     for name, (rows, overrides) in RUNS.items():
-        held_out = first_rows(load_recipe(ROOT / "recipes" / f"{name}.py").data.eval, rows, runs / f"{name}-eval.jsonl")
-        plan[name] = [*SHARED, *overrides, f"data.eval={held_out}", f"log.runs_dir={runs / name}"]
-    done = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(plan)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    found = {}
-    for line in done.stdout.splitlines():
-        name, _, path = line.partition(" ")
-        if name in RUNS:
-            folder = Path(path)
-            found[name] = (folder, json.loads((folder / "eval.json").read_text()),
-                           json.loads((folder / "config.json").read_text()))
-    assert found.keys() == RUNS.keys(), done.stdout[-3000:]
-    return found
+        recipe = f"recipes/{name}.py"
+        held_out = first_rows(load_recipe(ROOT / recipe).data.eval, rows, runs / f"{name}-eval.jsonl")
+        plan[name] = (recipe, [*SHARED, *overrides, f"data.eval={held_out}", f"log.runs_dir={runs / name}"])
+    return {name: (folder, json.loads((folder / "eval.json").read_text()),
+                   json.loads((folder / "config.json").read_text()))
+            for name, folder in train_in_one_process(plan, timeout=900).items()}
 
 
 @pytest.mark.parametrize("task", list(RUNS))

@@ -10,13 +10,10 @@ one fresh process (the libraries import once)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, first_rows
+from helpers import ROOT, first_rows, train_in_one_process
 
 pytestmark = pytest.mark.e2e  # trains and exports both shipped models: a few minutes on CPU
 
@@ -28,13 +25,6 @@ PROMPTS, TOKENS = 4, 48
 SHARED = ("train.max_steps=32", "eval.samples=0", "eval.drift=false", "log.report_to=[]",
           "export.formats=[merged,gguf]", "export.quants=[f16]", f"export.verify_prompts={PROMPTS}",
           f"export.verify_tokens={TOKENS}")
-SCRIPT = """
-import json, sys
-import fasttune
-
-for model, overrides in json.loads(sys.argv[1]).items():
-    print(model, fasttune.train("recipes/chat_sft.py", f"model.name={model}", *overrides).path, flush=True)
-"""
 
 
 @pytest.fixture(scope="module")
@@ -44,20 +34,14 @@ def exported(tmp_path_factory) -> dict:
 
     runs = tmp_path_factory.mktemp("stopping")
     held_out = first_rows(load_recipe(ROOT / "recipes" / "chat_sft.py").data.eval, PROMPTS, runs / "eval.jsonl")
-    plan = {model: [*SHARED, f"data.eval={held_out}", f"log.runs_dir={runs / model}"] for model in MODELS}
-    done = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(plan)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=1200)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    plan = {model: ("recipes/chat_sft.py", [f"model.name={model}", *SHARED, f"data.eval={held_out}",
+                                            f"log.runs_dir={runs / model}"]) for model in MODELS}
     found = {}
-    for line in done.stdout.splitlines():
-        model, _, path = line.partition(" ")
-        if model in MODELS:
-            folder = Path(path)
-            [gguf] = [e for e in json.loads((folder / "export" / "export.json").read_text())["exports"]
-                      if e["format"] == "gguf"]
-            found[model] = (folder, json.loads((folder / "config.json").read_text()),
-                            json.loads((folder / "eval.json").read_text()), gguf)
-    assert found.keys() == MODELS.keys(), done.stdout[-3000:]
+    for model, folder in train_in_one_process(plan).items():
+        [gguf] = [e for e in json.loads((folder / "export" / "export.json").read_text())["exports"]
+                  if e["format"] == "gguf"]
+        found[model] = (folder, json.loads((folder / "config.json").read_text()),
+                        json.loads((folder / "eval.json").read_text()), gguf)
     return found
 
 
