@@ -35,7 +35,7 @@ from fasttune.plan import check_model, resolve_auto
 from fasttune.recipe import Recipe
 from fasttune.run_folder import RunFolder, trained_folder, write_dir, write_json
 from fasttune.session import open_session, quiet_libraries
-from fasttune.tracking import make_callback, plain_console, plot_loss, setup_wandb, wandb_sync_commands
+from fasttune.tracking import make_callback, one_wandb_run, plain_console, plot_loss, setup_wandb, wandb_sync_commands
 from fasttune.trainer.arguments import TRAINER_ARGS, as_built
 from fasttune.trainer.build import RunHooks
 from fasttune.trainer.throughput import TokenCounter, gpu_peak_gib, reset_gpu_peak
@@ -80,28 +80,29 @@ def run(recipe: Recipe, console: Console | None = None, command: str = "fasttune
     run.status("running", backend=backend.NAME)
     say(f"Run folder: {run.path}")
     sigterm_interrupts()  # so status.json says it was interrupted
-    try:
-        session, trainer, evaluator, stop = _train(recipe, backend, run, train_rows, eval_rows, checkpoint, say,
-                                                   console, command, started)
-    except KeyboardInterrupt as error:  # before training started, or a second Ctrl-C during it
-        run.fail(error)
-        saved = latest_checkpoint(run.path)
-        resume = f"Resume with: {resume_command(command, run.path)}" if saved else \
-            f"Nothing was trained yet; start again with: {command}"
-        raise RunInterrupted(f"{error or 'Ctrl-C'} before training finished. {resume}") from error
-    except BaseException as error:
-        run.fail(error)
-        raise
+    with one_wandb_run():  # closed when training and its evaluation end, however they end
+        try:
+            session, trainer, evaluator, stop = _train(recipe, backend, run, train_rows, eval_rows, checkpoint, say,
+                                                       console, command, started)
+        except KeyboardInterrupt as error:  # before training started, or a second Ctrl-C during it
+            run.fail(error)
+            saved = latest_checkpoint(run.path)
+            resume = f"Resume with: {resume_command(command, run.path)}" if saved else \
+                f"Nothing was trained yet; start again with: {command}"
+            raise RunInterrupted(f"{error or 'Ctrl-C'} before training finished. {resume}") from error
+        except BaseException as error:
+            run.fail(error)
+            raise
 
-    # 9. After: the same measurements as before training, samples, the task's files. The weights are
-    # saved already, so a failure here loses no training (`fasttune eval RUN` redoes this step).
-    try:
-        summary = evaluate_after(run, session, trainer, evaluator, say, stop)
-    except (EvaluationError, RunInterrupted) as error:
-        if recipe.export.formats and run.writes:  # say what else did not happen
-            raise type(error)(f"{error}\nThe recipe's export did not run; then: {export_command(recipe, run)}") \
-                from error.__cause__
-        raise
+        # 9. After: the same measurements as before training, samples, the task's files. The weights are
+        # saved already, so a failure here loses no training (`fasttune eval RUN` redoes this step).
+        try:
+            summary = evaluate_after(run, session, trainer, evaluator, say, stop)
+        except (EvaluationError, RunInterrupted) as error:
+            if recipe.export.formats and run.writes:  # say what else did not happen
+                raise type(error)(f"{error}\nThe recipe's export did not run; then: {export_command(recipe, run)}") \
+                    from error.__cause__
+            raise
     if run.writes:
         summary["wall_time_s"] = round(time.perf_counter() - started, 1)
         write_json(run.path / SUMMARY, summary)

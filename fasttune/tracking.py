@@ -18,6 +18,7 @@ import netrc
 import os
 import shlex
 import socket
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -193,6 +194,20 @@ def setup_wandb(run_dir: Path, run_name: str, project: str) -> str:
     if not os.environ.get("WANDB_MODE") and not (wandb_has_key() and wandb_reachable()):
         os.environ["WANDB_MODE"] = "offline"
     return os.environ.get("WANDB_MODE", "online")
+
+
+@contextlib.contextmanager
+def one_wandb_run():
+    """End the process's W&B run when the block ends, however it ends. transformers' WandbCallback opens a
+    run when none is open and never closes it, so a second training in the same process (a notebook's
+    kernel, `fasttune.train` twice) logged into the first one's W&B run and folder, and its own run folder
+    had no W&B log at all."""
+    try:
+        yield
+    finally:
+        wandb = sys.modules.get("wandb")  # imported only where a run reports to W&B
+        if wandb is not None and getattr(wandb, "run", None) is not None:
+            wandb.finish()
 
 
 def wandb_sync_commands(run_dir: Path) -> list[str]:

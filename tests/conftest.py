@@ -10,7 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from helpers import CHAT_RUN, WANDB_UNREACHABLE, NotebookRun, TrainedRun, execute_notebook, invoke, train_run
+from helpers import (
+    CHAT_RUN,
+    WANDB_UNREACHABLE,
+    NotebookRun,
+    TrainedRun,
+    execute_notebook,
+    invoke,
+    notebook_kernel,
+    train_run,
+)
 
 
 @pytest.fixture(scope="session")
@@ -82,12 +91,17 @@ def chat_export(chat_run_hf) -> tuple[Path, dict]:
 def notebook_run(tmp_path_factory):
     """notebook_run(recipe) -> NotebookRun: colab/<recipe>.ipynb executed once per session (helpers.NOTEBOOK_CI
     says how). Its run is the task's end-to-end run too: tests/test_e2e_tasks.py, test_dpo.py,
-    test_e2e_thinking.py and test_api.py read it instead of training again."""
+    test_e2e_thinking.py and test_api.py read it instead of training again. All run in one kernel, started
+    with the first."""
     done: dict[str, NotebookRun] = {}
+    kernel = []
 
     def run(name: str) -> NotebookRun:
         if name not in done:
-            done[name] = execute_notebook(name, tmp_path_factory.mktemp(f"notebook-{name}"))
+            kernel[:] = kernel or [notebook_kernel()]
+            done[name] = execute_notebook(name, tmp_path_factory.mktemp(f"notebook-{name}"), kernel[0])
         return done[name]
 
-    return run
+    yield run
+    if kernel:
+        kernel[0].shutdown_kernel(now=True)

@@ -161,9 +161,21 @@ class NotebookRun:
     """Every code cell's text and data outputs, joined."""
 
 
-def execute_notebook(name: str, runs: Path) -> NotebookRun:
-    """colab/NAME.ipynb run top to bottom on CPU as NOTEBOOK_CI says, its Colab install cell skipped, its
-    runs in `runs`, W&B offline (no network, no key here)."""
+def notebook_kernel():
+    """One Jupyter kernel for the session's notebooks, started in the repository root with W&B offline (no
+    network, no key here). A kernel per notebook paid its start and `import fasttune` (Unsloth's import:
+    11 s on a 2-core Xeon) nine times; here the notebooks run one after another, as a user runs them in
+    one Colab session, each defining every name it reads (its parameters cell, its recipe)."""
+    from jupyter_client import KernelManager
+
+    kernel = KernelManager(kernel_name="python3")
+    kernel.start_kernel(cwd=str(ROOT), env={**os.environ, "WANDB_MODE": "offline"})
+    return kernel
+
+
+def execute_notebook(name: str, runs: Path, kernel) -> NotebookRun:
+    """colab/NAME.ipynb run top to bottom on CPU as NOTEBOOK_CI says, in `kernel` (notebook_kernel), its
+    Colab install cell skipped, its runs in `runs`."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -182,12 +194,7 @@ def execute_notebook(name: str, runs: Path) -> NotebookRun:
     nb.cells.insert(at + 1, nbformat.v4.new_code_cell(parameters))
     skipped = {"colab-install"} if ci.export else {"colab-install", "export"}
     nb.cells = [c for c in nb.cells if not skipped & set(c.metadata.get("tags", []))]
-    before = os.environ.get("WANDB_MODE")
-    os.environ["WANDB_MODE"] = "offline"  # the kernel inherits it
-    try:
-        NotebookClient(nb, timeout=1200, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
-    finally:
-        os.environ.pop("WANDB_MODE") if before is None else os.environ.update(WANDB_MODE=before)
+    NotebookClient(nb, km=kernel, timeout=1200).execute()  # a kernel it does not own: left running
     [path] = list(runs.iterdir())  # the notebook trained exactly one run, where CI said
     outputs = "\n".join(o.get("text", "") + "\n" + json.dumps(o.get("data", {})) for c in nb.cells
                         if c.cell_type == "code" for o in c.outputs)
