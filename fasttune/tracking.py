@@ -198,16 +198,18 @@ def setup_wandb(run_dir: Path, run_name: str, project: str) -> str:
 
 @contextlib.contextmanager
 def one_wandb_run():
-    """End the process's W&B run when the block ends, however it ends. transformers' WandbCallback opens a
-    run when none is open and never closes it, so a second training in the same process (a notebook's
-    kernel, `fasttune.train` twice) logged into the first one's W&B run and folder, and its own run folder
-    had no W&B log at all."""
+    """End the process's W&B run when the block ends, however it ends, and let the next one read its
+    settings afresh. transformers' WandbCallback opens a run when none is open and never closes it, and
+    wandb reads WANDB_DIR once per process, so a second training in the same process (a notebook's
+    kernel, `fasttune.train` twice) logged into the first one's W&B run and folder, and its own run
+    folder had no W&B log at all."""
     try:
         yield
     finally:
         wandb = sys.modules.get("wandb")  # imported only where a run reports to W&B
         if wandb is not None and getattr(wandb, "run", None) is not None:
             wandb.finish()
+            wandb.teardown()  # the next wandb.init reads WANDB_DIR (setup_wandb's run folder) again
 
 
 def wandb_sync_commands(run_dir: Path) -> list[str]:
