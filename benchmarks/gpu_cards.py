@@ -175,10 +175,11 @@ def search_cards(job: dict, out: Path) -> None:
               f"planned {job['planned'][str(card)]}", flush=True)
 
 
-def append(out: Path, row: dict) -> None:
-    """Add one attempt to the results file and rewrite it whole (a rename, so it is never half written)."""
+def append(out: Path, row: dict, key: str = "attempts") -> None:
+    """Add one row to the results file's `key` list and rewrite it whole (a rename, so it is never half
+    written)."""
     report = json.loads(out.read_text())
-    report["attempts"].append(row)
+    report[key].append(row)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n")
     tmp.replace(out)
@@ -266,10 +267,8 @@ def main() -> None:
         done = subprocess.run([sys.executable, __file__, "--child", json.dumps(job), "--out", str(out)], cwd=ROOT,
                               check=False, stderr=subprocess.PIPE, text=True)
         if done.returncode != 0:
-            report = json.loads(out.read_text())
-            report["failed_searches"].append({**{k: job[k] for k in ("shape", "backend", "rank")},
-                                              "error": done.stderr.strip()[-3000:]})
-            out.write_text(json.dumps(report, indent=2) + "\n")
+            append(out, {**{k: job[k] for k in ("shape", "backend", "rank")}, "error": done.stderr.strip()[-3000:]},
+                   "failed_searches")
             print(f"{job['shape']} {job['backend']} r{job['rank']} failed:\n{done.stderr[-1500:]}", flush=True)
     print(f"{'shape':5} {'backend':8} {'rank':>4} {'card':>6} {'measured':>9} {'planned':>8} {'plan/measured':>13}")
     for row in summary(json.loads(out.read_text())):

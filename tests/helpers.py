@@ -46,11 +46,8 @@ def train_in_one_process(plan: dict[str, tuple[str, list[str]]], timeout: int = 
     done = subprocess.run([sys.executable, "-c", TRAIN_EACH, json.dumps(plan)], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    found = {}
-    for line in done.stdout.splitlines():
-        label, _, path = line.partition(" ")
-        if label in plan:
-            found[label] = Path(path)
+    found = {label: Path(path) for label, _, path in (line.partition(" ") for line in done.stdout.splitlines())
+             if label in plan}
     assert found.keys() == plan.keys(), done.stdout[-3000:]
     return found
 
