@@ -176,14 +176,16 @@ def continuation(llm, prompt: list[int], max_new_tokens: int, temperature: float
 
 
 @contextmanager
-def sized_for(path: Path, prompt_text: str, max_new_tokens: int):
-    """The file opened with a context that holds the prompt and the answer, closed after. The context is
-    sized from the prompt's length (read with the vocabulary alone, no weights), at least 512 tokens and
-    at most the context the model was trained with, beyond which greedy_continue refuses. (A fixed 512
-    once refused function-calling prompts: their tool schemas alone run past 500 tokens.)"""
+def sized_for(path: Path, prompt_texts: list[str], max_new_tokens: int):
+    """The file opened with a context that holds the longest of the prompts and its answer, closed after:
+    one load for all of them (Gemma's 262k-token vocabulary makes each load a second). The context is sized
+    from the prompts' lengths (read with the vocabulary alone, no weights), at least 512 tokens and at most
+    the context the model was trained with, beyond which greedy_continue refuses. (A fixed 512 once refused
+    function-calling prompts: their tool schemas alone run past 500 tokens.)"""
     with vocabulary(path) as vocab:
-        needed = len(vocab.tokenize(prompt_text.encode("utf-8"), add_bos=False, special=True)) + max_new_tokens
+        longest = max(len(vocab.tokenize(t.encode("utf-8"), add_bos=False, special=True)) for t in prompt_texts)
         trained = context_of(vocab)
+    needed = longest + max_new_tokens
     llm = open_model(path, n_ctx=min(max(512, -(-needed // 256) * 256), trained))
     try:
         yield llm
@@ -193,14 +195,13 @@ def sized_for(path: Path, prompt_text: str, max_new_tokens: int):
 
 def greedy_tokens(path: Path, prompt_text: str, max_new_tokens: int) -> list[int]:
     """The file's greedy answer to a rendered prompt, in a context opened for it and closed after."""
-    with sized_for(path, prompt_text, max_new_tokens) as llm:
+    with sized_for(path, [prompt_text], max_new_tokens) as llm:
         return greedy_continue(llm, prompt_text, max_new_tokens)
 
 
-def forced_choices(path: Path, prompt_text: str, answer: list[int], start: int, max_new_tokens: int) -> list:
-    """Teacher forcing: the file's greedy next token after the prompt and answer[:i], for each i from
-    `start` on (None where it would end the turn). llama.cpp keeps the shared prefix in its KV cache
+def forced_choices(llm, prompt_text: str, answer: list[int], start: int) -> list:
+    """Teacher forcing on an open model: its greedy next token after the prompt and answer[:i], for each i
+    from `start` on (None where it would end the turn). llama.cpp keeps the shared prefix in its KV cache
     between calls, so each position costs one token's decode."""
-    with sized_for(path, prompt_text, max_new_tokens) as llm:
-        prompt = llm.tokenize(prompt_text.encode("utf-8"), add_bos=False, special=True)
-        return [next(iter(continuation(llm, prompt + answer[:i], 1)), None) for i in range(start, len(answer))]
+    prompt = llm.tokenize(prompt_text.encode("utf-8"), add_bos=False, special=True)
+    return [next(iter(continuation(llm, prompt + answer[:i], 1)), None) for i in range(start, len(answer))]

@@ -228,7 +228,7 @@ def test_teacher_forced_choices_are_the_next_token_argmax_after_each_prefix(tiny
     model's own, so the choices are not merely the answer echoed)."""
     import llama_cpp
 
-    from fasttune.gguf_inference import forced_choices, vocabulary
+    from fasttune.gguf_inference import forced_choices, sized_for, vocabulary
 
     model, _, path = tiny_ggufs("llama")
     text = "The capital of France is"
@@ -239,7 +239,8 @@ def test_teacher_forced_choices_are_the_next_token_argmax_after_each_prefix(tiny
         with torch.no_grad():
             logits = model(torch.tensor([prompt + answer])).logits[0]
         expected = [None if is_end(t) else t for t in logits[len(prompt) - 1:-1].argmax(-1).tolist()]
-    got = forced_choices(path, text, answer, 3, 16)
+    with sized_for(path, [text], 16) as llm:
+        got = forced_choices(llm, text, answer, 3)
     assert got == expected[3:] and got != answer[3:]
 
 

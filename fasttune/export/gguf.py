@@ -36,10 +36,12 @@ CHECK_TEXT = (
 )
 
 
-def write_gguf(model_dir: Path, out_path: Path, quant: str = "f16", say=None, f16: Path | None = None) -> Path:
+def write_gguf(model_dir: Path, out_path: Path, quant: str = "f16", say=None, f16: Path | None = None,
+               tokenizer=None) -> Path:
     """Write the HF model in `model_dir` to `out_path` as a GGUF of type `quant` (one of QUANTS). A k-quant
     is quantized from `f16`, an f16 GGUF of the same model, converted there first when it is not there
-    yet (its caller removes it); without one, from an f16 conversion removed after."""
+    yet (its caller removes it); without one, from an f16 conversion removed after. `tokenizer` is
+    `model_dir`'s, when the caller has it loaded (Gemma's 262k-token one takes seconds to load)."""
     model_dir, out_path, say = Path(model_dir), Path(out_path), say or (lambda msg: None)
     if quant not in QUANTS:
         raise ExportError(f"unknown GGUF quantization '{quant}'; valid: {', '.join(QUANTS)}")
@@ -61,7 +63,7 @@ def write_gguf(model_dir: Path, out_path: Path, quant: str = "f16", say=None, f1
         else:
             say(f"converting to {quant} with llama.cpp's converter")
             converter.convert(model_dir, partial, quant, say)
-        check_tokenizer(partial, model_dir)
+        check_tokenizer(partial, _tokenizer_of(model_dir) if tokenizer is None else tokenizer)
         os.replace(partial, out_path)
     finally:
         partial.unlink(missing_ok=True)
@@ -72,11 +74,15 @@ def write_gguf(model_dir: Path, out_path: Path, quant: str = "f16", say=None, f1
     return out_path
 
 
-def check_tokenizer(gguf_path: Path, model_dir: Path) -> None:
-    """Refuse a GGUF whose vocabulary splits CHECK_TEXT into other token ids than the model's tokenizer."""
+def _tokenizer_of(model_dir: Path):
     from transformers import AutoTokenizer
 
-    expected = AutoTokenizer.from_pretrained(model_dir)(CHECK_TEXT, add_special_tokens=False).input_ids
+    return AutoTokenizer.from_pretrained(model_dir)
+
+
+def check_tokenizer(gguf_path: Path, tokenizer) -> None:
+    """Refuse a GGUF whose vocabulary splits CHECK_TEXT into other token ids than the model's tokenizer."""
+    expected = tokenizer(CHECK_TEXT, add_special_tokens=False).input_ids
     with vocabulary(gguf_path) as vocab:
         got = vocab.tokenize(CHECK_TEXT.encode("utf-8"), add_bos=False, special=False)
     if got != expected:

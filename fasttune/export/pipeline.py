@@ -215,7 +215,7 @@ def _gguf(job: Job) -> None:
         path = job.out_dir / f"model-{quant}.gguf"
         job.say(f"Writing {path.name}")
         started = time.perf_counter()
-        write_gguf(merged_dir, path, quant, job.say, f16=f16)  # temp name + rename inside
+        write_gguf(merged_dir, path, quant, job.say, f16=f16, tokenizer=tokenizer)  # temp name + rename inside
         info = {"format": "gguf", "quant": quant, "path": str(path), "size_bytes": path.stat().st_size,
                 "seconds": round(time.perf_counter() - started, 1)}
         modelfile = path.with_suffix(".Modelfile")
