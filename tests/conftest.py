@@ -12,12 +12,16 @@ import pytest
 
 from helpers import (
     CHAT_RUN,
+    ROOT,
+    SHIPPED_RUNS,
     WANDB_UNREACHABLE,
     NotebookRun,
     TrainedRun,
     execute_notebook,
+    first_rows,
     invoke,
     notebook_kernel,
+    train_in_one_process,
     train_run,
 )
 
@@ -85,6 +89,24 @@ def chat_export(chat_run_hf) -> tuple[Path, dict]:
                     "--quant", "f16,q8_0,q4_k_m", "--verify-prompts", "2")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return chat_run_hf.path / "export", json.loads((chat_run_hf.path / "export" / "export.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def shipped_runs(tmp_path_factory) -> dict:
+    """name -> (run folder, eval.json, config.json) for each of helpers.SHIPPED_RUNS, all trained in one fresh
+    process (tests/test_gemma.py, test_stopping.py)."""
+    from fasttune.recipe import load_recipe
+
+    runs = tmp_path_factory.mktemp("shipped")
+    plan = {}
+    for name, (recipe, rows, overrides) in SHIPPED_RUNS.items():
+        path, folder = f"recipes/{recipe}.py", runs / name.replace("/", "-")
+        held_out = first_rows(load_recipe(ROOT / path).data.eval, rows, folder.with_suffix(".eval.jsonl"))
+        plan[name] = (path, [*overrides, f"data.eval={held_out}", "eval.drift=false", "log.report_to=[]",
+                             f"log.runs_dir={folder}"])
+    return {name: (folder, json.loads((folder / "eval.json").read_text()),
+                   json.loads((folder / "config.json").read_text()))
+            for name, folder in train_in_one_process(plan).items()}
 
 
 @pytest.fixture(scope="session")

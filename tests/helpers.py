@@ -60,6 +60,28 @@ trained model did (greedy near-ties in bf16 may flip between runs); checkpoints 
 resume and kill -9 tests can start from them and must end where this run ended. 16 held-out rows (5% of
 the training file, not the recipe's 40-row file: each run and resume measures its eval loss up to four
 times) and 8 of eval.drift's 50 general prompts (two of each kind)."""
+STOP_PROMPTS, STOP_TOKENS = 4, 48
+STOPPING = ("train.max_steps=32", "eval.samples=0", "export.formats=[merged,gguf]", "export.quants=[f16]",
+            f"export.verify_prompts={STOP_PROMPTS}", f"export.verify_tokens={STOP_TOKENS}")
+"""tests/test_stopping.py's chat runs: 32 steps (long enough for Gemma, a base model, to learn to end its
+turns: after 16 steps one answer in 8 still ran to the limit), exported; the GGUF's verification answers
+STOP_PROMPTS held-out prompts greedily, up to STOP_TOKENS tokens, on the merged model and the GGUF."""
+GEMMA = ("model.name=gemma3-270m", "train.max_steps=2", "train.batch_size=2", "export.formats=[]")
+"""tests/test_gemma.py's runs: two steps of the shipped Gemma 3 on a recipe's own training file."""
+SHIPPED_RUNS = {  # name -> (recipe, held-out rows: the first of its file, overrides)
+    "instruct_sft": ("instruct_sft", 2, (*GEMMA, "eval.metric_rows=2", "eval.samples=0", "eval.max_new_tokens=16")),
+    "classification": ("classification", 4, (*GEMMA, "eval.samples=0")),
+    # one row a step: its rows are 500-700 tokens, the tool schemas included
+    "function_calling": ("function_calling", 2, (*GEMMA, "train.batch_size=1", "eval.metric_rows=2",
+                                                 "eval.samples=0", "eval.max_new_tokens=12")),
+    "dpo": ("dpo", 4, (*GEMMA, "eval.samples=0")),
+    # 64-token rows: every token's loss runs through the trained 262k-row head, about 20 ms a token here
+    "continued_pretraining": ("continued_pretraining", 2, (*GEMMA, "data.max_seq_length=64", "eval.samples=0")),
+    "stopping/smollm2-135m-instruct": ("chat_sft", STOP_PROMPTS, ("model.name=smollm2-135m-instruct", *STOPPING)),
+    "stopping/gemma3-270m": ("chat_sft", STOP_PROMPTS, ("model.name=gemma3-270m", *STOPPING)),
+}
+"""The runs of both shipped models that tests/test_gemma.py and test_stopping.py read, trained in one fresh
+process (tests/conftest.py's `shipped_runs`: the libraries import once), W&B and drift off."""
 FAKE_KEY = "fasttune-test-key-0123456789abcdef0123"
 WANDB_UNREACHABLE = {"WANDB_API_KEY": FAKE_KEY, "WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_MODE": None}
 """A W&B key with no reachable server: the run must go offline and never write the key down."""

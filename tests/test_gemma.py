@@ -1,11 +1,10 @@
 """Gemma 3 270M, the second shipped model: a base model with a 262,144-token vocabulary, one KV head and
 no chat template. Five tasks train a few steps on it and report their metric: instruction SFT (its JSON
 metric read from Gemma's answers), classification (labels scored as Gemma's tokens), function calling
-(fasttune's tool turns written in Gemma's turns), DPO (TRL tokenizing pairs through Gemma's template) and continued pre-training (raw text,
-with Gemma's tied 262k-row embeddings trained in full). The five runs share one fresh process
-(`fasttune.train` once per task: the libraries import once), on the recipes' own training files and the
-first rows of their held-out files, short rows where the task allows. Chat SFT, trained long enough to
-stop, and its export are tests/test_stopping.py's; template conformance on a tiny Gemma, tests/test_gguf.py's."""
+(fasttune's tool turns written in Gemma's turns), DPO (TRL tokenizing pairs through Gemma's template) and
+continued pre-training (raw text, with Gemma's tied 262k-row embeddings trained in full). They train in one
+fresh process with the chat runs tests/test_stopping.py exports (tests/conftest.py's `shipped_runs`,
+helpers.SHIPPED_RUNS). Template conformance on a tiny Gemma is tests/test_gguf.py's."""
 
 from __future__ import annotations
 
@@ -14,42 +13,17 @@ import math
 
 import pytest
 
-from helpers import ROOT, first_rows, train_in_one_process
+from helpers import SHIPPED_RUNS
 
 pytestmark = pytest.mark.e2e  # trains the shipped Gemma five times: over a minute on CPU
 
-RUNS = {  # task -> (held-out rows, overrides): two steps each; generation only where the metric needs it
-    "instruct_sft": (2, ("eval.metric_rows=2", "eval.samples=0", "eval.max_new_tokens=16")),
-    "classification": (4, ("eval.samples=0",)),
-    # one row a step: its rows are 500-700 tokens, the tool schemas included
-    "function_calling": (2, ("train.batch_size=1", "eval.metric_rows=2", "eval.samples=0", "eval.max_new_tokens=12")),
-    "dpo": (4, ("eval.samples=0",)),
-    # 64-token rows: every token's loss runs through the trained 262k-row head, about 20 ms a token here
-    "continued_pretraining": (2, ("data.max_seq_length=64", "eval.samples=0")),
-}
+RUNS = [name for name in SHIPPED_RUNS if not name.startswith("stopping/")]  # five tasks, two steps each
 TURNS = {name for name in RUNS if name != "continued_pretraining"}  # raw text has no turns
-SHARED = ("model.name=gemma3-270m", "train.max_steps=2", "train.batch_size=2", "eval.drift=false", "log.report_to=[]", "export.formats=[]")
 
 
-@pytest.fixture(scope="module")
-def gemma_runs(tmp_path_factory) -> dict:
-    """task -> (run folder, eval.json, config.json), all five trained in one fresh process."""
-    from fasttune.recipe import load_recipe
-
-    runs = tmp_path_factory.mktemp("gemma")
-    plan = {}
-    for name, (rows, overrides) in RUNS.items():
-        recipe = f"recipes/{name}.py"
-        held_out = first_rows(load_recipe(ROOT / recipe).data.eval, rows, runs / f"{name}-eval.jsonl")
-        plan[name] = (recipe, [*SHARED, *overrides, f"data.eval={held_out}", f"log.runs_dir={runs / name}"])
-    return {name: (folder, json.loads((folder / "eval.json").read_text()),
-                   json.loads((folder / "config.json").read_text()))
-            for name, folder in train_in_one_process(plan, timeout=900).items()}
-
-
-@pytest.mark.parametrize("task", list(RUNS))
-def test_every_task_trains_gemma_in_its_own_turns(gemma_runs, task):
-    folder, summary, config = gemma_runs[task]
+@pytest.mark.parametrize("task", RUNS)
+def test_every_task_trains_gemma_in_its_own_turns(shipped_runs, task):
+    folder, summary, config = shipped_runs[task]
     assert json.loads((folder / "status.json").read_text())["status"] == "finished"
     assert config["model"]["name"] == "gemma3-270m" and summary["steps"] == 2
     assert summary["after"]["eval_loss"] < summary["before"]["eval_loss"]
@@ -63,45 +37,45 @@ def test_every_task_trains_gemma_in_its_own_turns(gemma_runs, task):
         assert not any("<start_of_turn>" in t for t in rendered)
 
 
-def test_each_task_reports_its_metric_on_gemma(gemma_runs):
-    rows = {name: held for name, (held, _) in RUNS.items()}
+def test_each_task_reports_its_metric_on_gemma(shipped_runs):
+    rows = {name: held for name, (_, held, _) in SHIPPED_RUNS.items()}
     for phase in ("before", "after"):
-        classes = gemma_runs["classification"][1][phase]
+        classes = shipped_runs["classification"][1][phase]
         matrix = classes["confusion"]["rows_true_cols_predicted"]
         assert sum(map(sum, matrix)) == classes["rows"] == rows["classification"]  # every answer is a label
         assert classes["accuracy"] == round(sum(matrix[i][i] for i in range(len(matrix))) / classes["rows"], 4)
-        calls = gemma_runs["function_calling"][1][phase]
+        calls = shipped_runs["function_calling"][1][phase]
         assert calls["rows"]["with_call"] + calls["rows"]["without_call"] == rows["function_calling"]
         assert 0 <= calls["valid_call"] <= 1
-        pairs = gemma_runs["dpo"][1][phase]
+        pairs = shipped_runs["dpo"][1][phase]
         assert pairs["rows"] == rows["dpo"] and 0 <= pairs["preference_accuracy"] <= 1
-        extracted = gemma_runs["instruct_sft"][1][phase]  # from Gemma's answers, parsed as JSON
+        extracted = shipped_runs["instruct_sft"][1][phase]  # from Gemma's answers, parsed as JSON
         assert extracted["rows"] == rows["instruct_sft"] and 0 <= extracted["json_valid"] <= 1
         assert set(extracted["field_match"]) == {"name", "age", "city", "job"}
-        text = gemma_runs["continued_pretraining"][1][phase]
+        text = shipped_runs["continued_pretraining"][1][phase]
         assert text["perplexity"] == pytest.approx(math.exp(text["eval_loss"]), rel=1e-3)
     # DPO's metric moves with training: the chosen reply's share of the pair rose on the held-out pairs
-    assert gemma_runs["dpo"][1]["after"]["mean_p_chosen"] > gemma_runs["dpo"][1]["before"]["mean_p_chosen"]
+    assert shipped_runs["dpo"][1]["after"]["mean_p_chosen"] > shipped_runs["dpo"][1]["before"]["mean_p_chosen"]
 
 
-def test_function_calls_are_prompted_with_the_tools_in_gemmas_first_turn(gemma_runs):
+def test_function_calls_are_prompted_with_the_tools_in_gemmas_first_turn(shipped_runs):
     """The tool signatures head the first user turn (Gemma has no system role) and the saved template is
     fasttune's Gemma tool turns, so chat and export render calls as training did."""
     from fasttune.chat_template import TOOLS_GEMMA
 
-    folder, _, _ = gemma_runs["function_calling"]
+    folder, _, _ = shipped_runs["function_calling"]
     [first, *_] = [p["text"] for p in json.loads((folder / "eval_prompts.json").read_text())]
     assert first.startswith("<bos><start_of_turn>user\n") and "<tools>\n{" in first.split("<end_of_turn>")[0]
     assert (folder / "adapter" / "chat_template.jinja").read_text() == TOOLS_GEMMA
 
 
-def test_continued_pretraining_trains_gemmas_tied_embeddings_as_one_matrix(gemma_runs):
+def test_continued_pretraining_trains_gemmas_tied_embeddings_as_one_matrix(shipped_runs):
     """Gemma ties lm_head to embed_tokens. Trained in full, the two stay one matrix (the adapter saves it
     under both names, equal), so the merge, which keeps the tie and writes embed_tokens, loses nothing."""
     import torch
     from safetensors import safe_open
 
-    folder, _, _ = gemma_runs["continued_pretraining"]
+    folder, _, _ = shipped_runs["continued_pretraining"]
     with safe_open(folder / "adapter" / "adapter_model.safetensors", "pt") as adapter:
         embedding = adapter.get_tensor("base_model.model.model.embed_tokens.weight")
         head = adapter.get_tensor("base_model.model.lm_head.weight")

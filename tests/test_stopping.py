@@ -2,10 +2,10 @@
 is trained, the merged model's generation_config stops on it, and llama.cpp stops on it in the GGUF.
 
 Each model trains the chat recipe 32 steps and exports merged weights and an f16 GGUF, whose verification
-answers 4 held-out prompts greedily, up to 48 tokens, on both. SmolLM2 keeps its own ChatML. Gemma 3 is a
-base model without a template: it gets Gemma's turns and must learn to end them (after 16 steps one
-answer in 8 still ran to the limit; benchmarks/README.md has the 60-step figures). Both models train in
-one fresh process (the libraries import once)."""
+answers STOP_PROMPTS held-out prompts greedily, up to STOP_TOKENS tokens, on both (helpers.STOPPING).
+SmolLM2 keeps its own ChatML. Gemma 3 is a base model without a template: it gets Gemma's turns and must
+learn to end them (benchmarks/README.md has the 60-step figures). Both runs train in the process that
+trains tests/test_gemma.py's (tests/conftest.py's `shipped_runs`)."""
 
 from __future__ import annotations
 
@@ -13,35 +13,25 @@ import json
 
 import pytest
 
-from helpers import ROOT, first_rows, train_in_one_process
+from helpers import STOP_PROMPTS, STOP_TOKENS
 
-pytestmark = pytest.mark.e2e  # trains and exports both shipped models: a few minutes on CPU
+pytestmark = pytest.mark.e2e  # trains and exports both shipped models: minutes on CPU
 
 MODELS = {  # model -> (end-of-turn token, the template config.json records)
     "smollm2-135m-instruct": ("<|im_end|>", "model"),
     "gemma3-270m": ("<end_of_turn>", "gemma"),
 }
-PROMPTS, TOKENS = 4, 48
-SHARED = ("train.max_steps=32", "eval.samples=0", "eval.drift=false", "log.report_to=[]",
-          "export.formats=[merged,gguf]", "export.quants=[f16]", f"export.verify_prompts={PROMPTS}",
-          f"export.verify_tokens={TOKENS}")
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> dict:
+def exported(shipped_runs) -> dict:
     """model -> (run folder, config.json, eval.json, the f16 GGUF's entry in export.json)."""
-    from fasttune.recipe import load_recipe
-
-    runs = tmp_path_factory.mktemp("stopping")
-    held_out = first_rows(load_recipe(ROOT / "recipes" / "chat_sft.py").data.eval, PROMPTS, runs / "eval.jsonl")
-    plan = {model: ("recipes/chat_sft.py", [f"model.name={model}", *SHARED, f"data.eval={held_out}",
-                                            f"log.runs_dir={runs / model}"]) for model in MODELS}
     found = {}
-    for model, folder in train_in_one_process(plan).items():
+    for model in MODELS:
+        folder, summary, config = shipped_runs[f"stopping/{model}"]
         [gguf] = [e for e in json.loads((folder / "export" / "export.json").read_text())["exports"]
                   if e["format"] == "gguf"]
-        found[model] = (folder, json.loads((folder / "config.json").read_text()),
-                        json.loads((folder / "eval.json").read_text()), gguf)
+        found[model] = (folder, config, summary, gguf)
     return found
 
 
@@ -49,7 +39,7 @@ def exported(tmp_path_factory) -> dict:
 def test_held_out_answers_stop_on_the_end_of_turn_merged_and_gguf(exported, model):
     folder, config, summary, gguf = exported[model]
     token, template = MODELS[model]
-    assert config["model"]["chat_template"] == template
+    assert config["model"]["name"] == model and config["model"]["chat_template"] == template
     assert summary["after"]["eval_loss"] < summary["before"]["eval_loss"]
     stop = gguf["template_conformance"]["stop"]
     assert stop["end_of_turn"]["text"] == token and stop["llama_cpp_stops_on_it"] and stop["modelfile_stops_on_it"]
@@ -57,10 +47,10 @@ def test_held_out_answers_stop_on_the_end_of_turn_merged_and_gguf(exported, mode
     assert stop["end_of_turn"]["id"] in (generation["eos_token_id"] if isinstance(generation["eos_token_id"], list)
                                          else [generation["eos_token_id"]])
     answers = gguf["verification"]["prompts"]
-    assert len(answers) == PROMPTS
+    assert len(answers) == STOP_PROMPTS
     # an answer shorter than the limit ended on the end-of-turn token (verify.py stops both runtimes on it)
     assert all(a["hf_stopped"] and a["gguf_stopped"] for a in answers), answers
-    assert all(0 < a["hf_tokens"] < TOKENS and a["gguf_tokens"] == a["hf_tokens"] for a in answers if a["exact"])
+    assert all(0 < a["hf_tokens"] < STOP_TOKENS and a["gguf_tokens"] == a["hf_tokens"] for a in answers if a["exact"])
     verification = gguf["verification"]
     assert verification["matched_tokens"] >= 0.95 * verification["total_tokens"]
 
