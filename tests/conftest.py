@@ -5,10 +5,14 @@ export) that several test modules read (each trained once per session). Helpers 
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from pathlib import Path
 
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # a worker of `pytest -n`: its share of the cores, before torch loads
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
 from helpers import (
     CHAT_RUN,
@@ -24,6 +28,34 @@ from helpers import (
     train_in_one_process,
     train_run,
 )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto` (pyproject.toml's addopts): two workers at most, the count measured (benchmarks/README.md)."""
+    return min(2, os.cpu_count() or 1)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The modules that train or convert (marked e2e) first: pytest-xdist hands out whole modules in this
+    order, so the long ones start early and the short ones fill in beside them."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+
+
+def once(tmp_path_factory, name: str, make, dump, load):
+    """make() once per test run. Under `pytest -n` each worker has session fixtures of its own: the first
+    worker to ask makes it while the others wait on a lock, then it is read from the JSON `dump` gave."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return make()
+    from filelock import FileLock
+
+    record = tmp_path_factory.getbasetemp().parent / f"{name}.json"  # the run's folder, above each worker's
+    with FileLock(f"{record}.lock"):
+        if record.is_file():
+            return load(json.loads(record.read_text()))
+        made = make()
+        record.write_text(json.dumps(dump(made)))
+        return made
 
 
 @pytest.fixture(scope="session")
@@ -67,61 +99,85 @@ def write_recipe(tmp_path):
     return write
 
 
-# --- Trained runs that many tests read: each is trained once per test session, in a fresh process.
+# --- Trained runs that many tests read: each is trained once per test run (`once`), in a fresh process.
+def run_record(run: TrainedRun) -> list:
+    return [str(run.path), run.output, list(run.args)]
+
+
+def trained_run(record: list) -> TrainedRun:
+    return TrainedRun(Path(record[0]), record[1], tuple(record[2]))
+
+
 @pytest.fixture(scope="session")
 def chat_run_hf(tmp_path_factory) -> TrainedRun:
     """CHAT_RUN on the transformers + peft backend (tests/test_e2e.py, test_export.py, test_interrupts.py)."""
-    return train_run(tmp_path_factory.mktemp("chat-hf"), *CHAT_RUN, "model.backend=hf", env=WANDB_UNREACHABLE)
+    return once(tmp_path_factory, "chat_run_hf", lambda: train_run(
+        tmp_path_factory.mktemp("chat-hf"), *CHAT_RUN, "model.backend=hf", env=WANDB_UNREACHABLE), run_record, trained_run)
 
 
 @pytest.fixture(scope="session")
 def chat_run_unsloth(tmp_path_factory) -> TrainedRun:
     """CHAT_RUN on the Unsloth backend (its CPU fallback here)."""
-    return train_run(tmp_path_factory.mktemp("chat-unsloth"), *CHAT_RUN, "model.backend=unsloth",
-                     "eval.drift=false", env=WANDB_UNREACHABLE)  # the drift tests read chat_run_hf
+    return once(tmp_path_factory, "chat_run_unsloth", lambda: train_run(
+        tmp_path_factory.mktemp("chat-unsloth"), *CHAT_RUN, "model.backend=unsloth",
+        "eval.drift=false", env=WANDB_UNREACHABLE), run_record, trained_run)  # the drift tests read chat_run_hf
 
 
 @pytest.fixture(scope="session")
-def chat_export(chat_run_hf) -> tuple[Path, dict]:
+def chat_export(tmp_path_factory, chat_run_hf) -> tuple[Path, dict]:
     """chat_run_hf exported once to adapter, merged and GGUF f16, q8_0 and q4_k_m, each GGUF verified on 2
     held-out prompts: (the export folder, export.json) (tests/test_export.py, test_gguf.py)."""
-    result = invoke("export", str(chat_run_hf.path), "--to", "adapter", "--to", "merged", "--to", "gguf",
-                    "--quant", "f16,q8_0,q4_k_m", "--verify-prompts", "2")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return chat_run_hf.path / "export", json.loads((chat_run_hf.path / "export" / "export.json").read_text())
+    def export() -> tuple[Path, dict]:
+        result = invoke("export", str(chat_run_hf.path), "--to", "adapter", "--to", "merged", "--to", "gguf",
+                        "--quant", "f16,q8_0,q4_k_m", "--verify-prompts", "2")
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return chat_run_hf.path / "export", json.loads((chat_run_hf.path / "export" / "export.json").read_text())
+
+    return once(tmp_path_factory, "chat_export", export, lambda made: [str(made[0]), made[1]],
+                lambda record: (Path(record[0]), record[1]))
 
 
 @pytest.fixture(scope="session")
 def shipped_runs(tmp_path_factory) -> dict:
     """name -> (run folder, eval.json, config.json) for each of helpers.SHIPPED_RUNS, all trained in one fresh
     process (tests/test_gemma.py, test_stopping.py)."""
-    from fasttune.recipe import load_recipe
+    def train() -> dict:
+        from fasttune.recipe import load_recipe
 
-    runs = tmp_path_factory.mktemp("shipped")
-    plan = {}
-    for name, (recipe, rows, overrides) in SHIPPED_RUNS.items():
-        path, folder = f"recipes/{recipe}.py", runs / name.replace("/", "-")
-        held_out = first_rows(load_recipe(ROOT / path).data.eval, rows, folder.with_suffix(".eval.jsonl"))
-        plan[name] = (path, [*overrides, f"data.eval={held_out}", "eval.drift=false", "log.report_to=[]",
-                             f"log.runs_dir={folder}"])
-    return {name: (folder, json.loads((folder / "eval.json").read_text()),
-                   json.loads((folder / "config.json").read_text()))
-            for name, folder in train_in_one_process(plan).items()}
+        runs = tmp_path_factory.mktemp("shipped")
+        plan = {}
+        for name, (recipe, rows, overrides) in SHIPPED_RUNS.items():
+            path, folder = f"recipes/{recipe}.py", runs / name.replace("/", "-")
+            held_out = first_rows(load_recipe(ROOT / path).data.eval, rows, folder.with_suffix(".eval.jsonl"))
+            plan[name] = (path, [*overrides, f"data.eval={held_out}", "eval.drift=false", "log.report_to=[]",
+                                 f"log.runs_dir={folder}"])
+        return {name: (folder, json.loads((folder / "eval.json").read_text()),
+                       json.loads((folder / "config.json").read_text()))
+                for name, folder in train_in_one_process(plan).items()}
+
+    return once(tmp_path_factory, "shipped_runs", train, lambda made: {k: [str(v[0]), *v[1:]] for k, v in made.items()},
+                lambda record: {k: (Path(v[0]), *v[1:]) for k, v in record.items()})
 
 
 @pytest.fixture(scope="session")
 def notebook_run(tmp_path_factory):
-    """notebook_run(recipe) -> NotebookRun: colab/<recipe>.ipynb executed once per session (helpers.NOTEBOOK_CI
+    """notebook_run(recipe) -> NotebookRun: colab/<recipe>.ipynb executed once per test run (helpers.NOTEBOOK_CI
     says how). Its run is the task's end-to-end run too: tests/test_e2e_tasks.py, test_dpo.py,
-    test_e2e_thinking.py and test_api.py read it instead of training again. All run in one kernel, started
-    with the first."""
-    done: dict[str, NotebookRun] = {}
+    test_e2e_thinking.py and test_api.py read it instead of training again. A worker's notebooks run in one
+    kernel, started with its first."""
     kernel = []
+
+    def execute(name: str) -> NotebookRun:
+        kernel[:] = kernel or [notebook_kernel()]
+        return execute_notebook(name, tmp_path_factory.mktemp(f"notebook-{name}"), kernel[0])
+
+    done: dict[str, NotebookRun] = {}
 
     def run(name: str) -> NotebookRun:
         if name not in done:
-            kernel[:] = kernel or [notebook_kernel()]
-            done[name] = execute_notebook(name, tmp_path_factory.mktemp(f"notebook-{name}"), kernel[0])
+            done[name] = once(tmp_path_factory, f"notebook-{name}", lambda: execute(name),
+                              lambda made: [str(made.path), made.outputs],
+                              lambda record: NotebookRun(Path(record[0]), record[1]))
         return done[name]
 
     yield run
