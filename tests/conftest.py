@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
-if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # a worker of `pytest -n`: its share of the cores, before torch loads
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers share the cores: OpenMP threads that wait sleep instead of spinning, or each worker's
+    # torch spins on the core the other computes on (8 training steps in two processes at once took
+    # 280 s so, 25 s with this, 29 s with one thread each; benchmarks/README.md). Set before torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from helpers import (
     CHAT_RUN,
