@@ -1,6 +1,7 @@
 """Shared fixtures: the real SmolLM2 tokenizer, a recipe file writer, and the trained runs (and their
-export) that several test modules read (each trained once per session). Helpers that tests import live in tests/helpers.py
-(a conftest is for pytest to load, not for tests to import)."""
+export) that several test modules read, each trained once per test run however many pytest-xdist workers
+ask (`once`); the workers' share of the cores. Helpers that tests import live in tests/helpers.py (a
+conftest is for pytest to load, not for tests to import)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import pytest
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Two workers share the cores: OpenMP threads that wait sleep instead of spinning, or each worker's
-    # torch spins on the core the other computes on (8 training steps in two processes at once took
-    # 280 s so, 25 s with this, 29 s with one thread each; benchmarks/README.md). Set before torch loads.
+    # torch spins on the core the other computes on, ten times slower (benchmarks/README.md, Tests and
+    # install). Set before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from helpers import (

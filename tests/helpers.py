@@ -181,10 +181,10 @@ class NotebookRun:
 
 
 def notebook_kernel():
-    """One Jupyter kernel for the session's notebooks, started in the repository root with W&B offline (no
-    network, no key here). A kernel per notebook paid its start and `import fasttune` (Unsloth's import:
-    11 s on a 2-core Xeon) nine times; here the notebooks run one after another, as a user runs them in
-    one Colab session, each defining every name it reads (its parameters cell, its recipe)."""
+    """One Jupyter kernel for a test worker's notebooks, started in the repository root with W&B offline (no
+    network, no key here). A kernel per notebook paid its start and `import fasttune` nine times; here the
+    notebooks run one after another, as a user runs them in one Colab session, each defining every name
+    it reads (its parameters cell, its recipe)."""
     from jupyter_client import KernelManager
 
     kernel = KernelManager(kernel_name="python3")
