@@ -1,7 +1,7 @@
 """GGUF export on real components: the session's trained SmolLM2 chat run, merged and converted by
 llama.cpp's own converter (tests/conftest.py's chat_export), run by llama.cpp (llama-cpp-python) and
 compared with transformers; tiny random llama/mistral/gemma3 models for the architecture-specific tensors.
-Each GGUF is written once per session or module."""
+Each GGUF is written once per test run or module."""
 
 from __future__ import annotations
 

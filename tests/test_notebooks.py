@@ -55,7 +55,7 @@ def test_notebook_stores_no_outputs_and_tags_its_cells(name):
 @pytest.mark.e2e
 @pytest.mark.parametrize("name", RECIPES)
 def test_notebook_runs_on_cpu(name, notebook_run):
-    run = notebook_run(name)  # executed top to bottom once per session (tests/conftest.py)
+    run = notebook_run(name)  # executed top to bottom once per test run (tests/conftest.py)
     outputs = run.outputs
     assert json.loads((run.path / "status.json").read_text())["status"] == "finished"
     summary = json.loads((run.path / "eval.json").read_text())
