@@ -69,30 +69,10 @@ def hf_greedy(merged_dir: Path, tokenizer, prompts: list[str], max_new_tokens: i
 
 
 def agreement(gguf_path: Path, prompts: list[str], reference: list[Answer], max_new_tokens: int) -> dict:
-    from fasttune.gguf_inference import forced_choices, greedy_continue, sized_for
+    from fasttune.gguf_inference import sized_for
 
-    per_prompt = []
     with sized_for(gguf_path, prompts, max_new_tokens) as llm:  # one load answers every prompt
-        for text, ref in zip(prompts, reference):
-            got = greedy_continue(llm, text, max_new_tokens)
-            same = 0
-            for a, b in zip(got, ref.tokens):
-                if a != b:
-                    break
-                same += 1
-            # an answer shorter than max_new_tokens ended on the end-of-turn token (both sides stop on it)
-            item = {"matched_prefix": same, "gguf_tokens": len(got), "hf_tokens": len(ref.tokens),
-                    "exact": got == ref.tokens, "hf_stopped": len(ref.tokens) < max_new_tokens,
-                    "gguf_stopped": len(got) < max_new_tokens,
-                    "next_token_matches": len(ref.tokens)}
-            if not item["exact"] and same < len(ref.tokens):
-                # up to `same` the GGUF saw the merged model's prefix and chose its token; at `same` it did not
-                later = forced_choices(llm, text, ref.tokens, same + 1)
-                item["next_token_matches"] = same + sum(a == b for a, b in zip(later, ref.tokens[same + 1:]))
-                item["first_difference"] = {"position": same, "merged": ref.tokens[same],
-                                            "gguf": got[same] if same < len(got) else "end of turn",
-                                            "merged_margin": ref.margins[same]}
-            per_prompt.append(item)
+        per_prompt = [compare(llm, text, ref, max_new_tokens) for text, ref in zip(prompts, reference)]
     return {
         "prompts_from": EVAL_PROMPTS,
         "matched_tokens": sum(p["matched_prefix"] for p in per_prompt),
@@ -101,3 +81,27 @@ def agreement(gguf_path: Path, prompts: list[str], reference: list[Answer], max_
         "exact_prompts": sum(p["exact"] for p in per_prompt),
         "prompts": per_prompt,
     }
+
+
+def compare(llm, text: str, ref: Answer, max_new_tokens: int) -> dict:
+    """One prompt: the open GGUF's greedy answer against the merged model's, counted both ways."""
+    from fasttune.gguf_inference import forced_choices, greedy_continue
+
+    got = greedy_continue(llm, text, max_new_tokens)
+    same = 0
+    for a, b in zip(got, ref.tokens):
+        if a != b:
+            break
+        same += 1
+    # an answer shorter than max_new_tokens ended on the end-of-turn token (both sides stop on it)
+    item = {"matched_prefix": same, "gguf_tokens": len(got), "hf_tokens": len(ref.tokens),
+            "exact": got == ref.tokens, "hf_stopped": len(ref.tokens) < max_new_tokens,
+            "gguf_stopped": len(got) < max_new_tokens, "next_token_matches": len(ref.tokens)}
+    if not item["exact"] and same < len(ref.tokens):
+        # up to `same` the GGUF saw the merged model's prefix and chose its token; at `same` it did not
+        later = forced_choices(llm, text, ref.tokens, same + 1)
+        item["next_token_matches"] = same + sum(a == b for a, b in zip(later, ref.tokens[same + 1:]))
+        item["first_difference"] = {"position": same, "merged": ref.tokens[same],
+                                    "gguf": got[same] if same < len(got) else "end of turn",
+                                    "merged_margin": ref.margins[same]}
+    return item
